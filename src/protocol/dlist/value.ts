@@ -48,6 +48,11 @@ export interface File {
   readonly size: number
   readonly path: string
   readonly sha1: string
+  /**
+   * Where the first message byte sat in the parsed input (the reader's `position`), when
+   * the node came from the parser. Reindex and verify record this instead of staging.
+   */
+  readonly offset?: number
 }
 /** `( ... )`: children without keys. */
 export interface List {
@@ -79,3 +84,25 @@ export const item = (key: string, value: Dlist): Item => ({ key, value })
 export const bytesOf = (s: string): Buffer => Buffer.from(s, "latin1")
 /** Bytes → byte string. */
 export const fromBytes = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("latin1")
+
+/** Every File node in a value, depth first, in order. */
+export const filesOf = (value: Dlist): Array<File> => {
+  const out: Array<File> = []
+  const walk = (v: Dlist): void => {
+    switch (v._tag) {
+      case "File":
+        out.push(v)
+        break
+      case "List":
+        v.items.forEach(walk)
+        break
+      case "KvList":
+        v.items.forEach(([, c]) => walk(c))
+        break
+      default:
+        break
+    }
+  }
+  walk(value)
+  return out
+}

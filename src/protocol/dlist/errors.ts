@@ -1,0 +1,20 @@
+/** Errors of the dlist codec. */
+import { Data } from "effect"
+
+/**
+ * The input is not a valid dlist (or could not be taken in: a staging write failed).
+ * `reason` is short and safe to show to a peer; `position` is the reader's byte position
+ * where the problem was noticed.
+ */
+export class DlistParseError extends Data.TaggedError("DlistParseError")<{
+  readonly reason: string
+  readonly position: number
+  readonly cause?: unknown
+}> {}
+
+/** A value could not be printed (a File node where only bytes can be printed, a staged file that changed...). */
+export class DlistPrintError extends Data.TaggedError("DlistPrintError")<{
+  readonly reason: string
+  readonly path?: string
+  readonly cause?: unknown
+}> {}
