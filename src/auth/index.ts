@@ -1,0 +1,12 @@
+/** Authentication for backupd's csync sessions (SASL PLAIN/LOGIN/EXTERNAL, admin gate). */
+export * from "./authenticator.js"
+export * from "./authorization.js"
+export * from "./base64.js"
+export * from "./canonicalUser.js"
+export * from "./errors.js"
+export * from "./exchange.js"
+export * from "./mechanisms.js"
+export * from "./passwordCheck.js"
+export * from "./saslauthdClient.js"
+export * from "./saslResult.js"
+export * from "./settings.js"
