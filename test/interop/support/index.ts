@@ -1,0 +1,11 @@
+/** The interop harness for real Cyrus 3.6.1: see docs/testing.md. */
+export * from "./cyrus.js"
+export * from "./imap.js"
+export * from "./instances.js"
+export * from "./lmtp.js"
+export * from "./mail.js"
+export * from "./managesieve.js"
+export * from "./populate.js"
+export * from "./syslog.js"
+export * from "./tools.js"
+export * from "./wire.js"
