@@ -1,0 +1,85 @@
+/**
+ * Rows that describe the end of the data file: Cyrus's last `chunk` row and our
+ * `backupd_chunk_state` row (see indexSchema.ts).
+ */
+import { Effect } from "effect"
+import { intColumn, query, run, type Sql } from "./indexDb.js"
+
+export interface ChunkRow {
+  readonly id: number
+  readonly tsStart: number
+  readonly tsEnd: number | null
+  readonly offset: number
+  readonly length: number | null
+  readonly fileSha1: string | null
+  readonly dataSha1: string | null
+}
+
+export interface ChunkState {
+  /** The last chunk (NULL: none yet). */
+  readonly chunkId: number | null
+  /** Whether that chunk's gzip member is complete. */
+  readonly sealed: boolean
+  /** End of the acknowledged bytes of the data file. */
+  readonly endOffset: number
+  /** Uncompressed length of the last chunk. */
+  readonly length: number
+  /** CRC-32 of the last chunk's uncompressed bytes. */
+  readonly crc: number
+  /** hash-wasm state (hex) of the last chunk's uncompressed bytes. */
+  readonly dataState: string
+  /** hash-wasm state (hex) of the data file [0, endOffset). */
+  readonly fileState: string
+  /** Highest line/chunk timestamp so far (lines are kept monotonic). */
+  readonly lastTs: number
+}
+
+const CHUNK_FIELDS = "id, ts_start, ts_end, offset, length, file_sha1, data_sha1"
+
+export const toChunkRow = (r: Record<string, unknown>): ChunkRow => ({
+  id: intColumn(r.id)!,
+  tsStart: intColumn(r.ts_start) ?? 0,
+  tsEnd: intColumn(r.ts_end),
+  offset: intColumn(r.offset) ?? 0,
+  length: intColumn(r.length),
+  fileSha1: r.file_sha1 === null || r.file_sha1 === undefined ? null : String(r.file_sha1),
+  dataSha1: r.data_sha1 === null || r.data_sha1 === undefined ? null : String(r.data_sha1)
+})
+
+/** The latest chunk, as Cyrus picks it (highest id). */
+export const lastChunk = (sql: Sql) =>
+  Effect.map(
+    query(sql, `SELECT ${CHUNK_FIELDS} FROM chunk WHERE id = (SELECT MAX(id) FROM chunk);`),
+    (rows) => (rows[0] === undefined ? undefined : toChunkRow(rows[0]))
+  )
+
+export const allChunks = (sql: Sql) =>
+  Effect.map(query(sql, `SELECT ${CHUNK_FIELDS} FROM chunk;`), (rows) => rows.map(toChunkRow))
+
+export const readChunkState = (sql: Sql) =>
+  Effect.map(
+    query(sql, "SELECT chunk_id, sealed, end_offset, length, crc32, data_sha1_state, file_sha1_state, last_ts FROM backupd_chunk_state WHERE id = 1;"),
+    (rows): ChunkState | undefined => {
+      const r = rows[0]
+      if (r === undefined) return undefined
+      return {
+        chunkId: intColumn(r.chunk_id),
+        sealed: intColumn(r.sealed) === 1,
+        endOffset: intColumn(r.end_offset) ?? 0,
+        length: intColumn(r.length) ?? 0,
+        crc: intColumn(r.crc32) ?? 0,
+        dataState: String(r.data_sha1_state),
+        fileState: String(r.file_sha1_state),
+        lastTs: intColumn(r.last_ts) ?? 0
+      }
+    }
+  )
+
+export const writeChunkState = (sql: Sql, s: ChunkState) =>
+  Effect.asVoid(
+    run(
+      sql,
+      "INSERT OR REPLACE INTO backupd_chunk_state (id, chunk_id, sealed, end_offset, length, crc32, data_sha1_state, file_sha1_state, last_ts) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?);",
+      [s.chunkId, s.sealed ? 1 : 0, s.endOffset, s.length, s.crc >>> 0, s.dataState, s.fileState, s.lastTs]
+    )
+  )

@@ -1,0 +1,20 @@
+/**
+ * The store's use of the dlist printer: canonical bytes of a data-file line, and the keyless
+ * text of a list that the index keeps (flags, annotations).
+ */
+import { printItemParts, printValueString, type PrintPart } from "../protocol/dlist/print.js"
+import { item as mkItem, type Dlist, type Item } from "../protocol/dlist/value.js"
+
+/** A piece of a printed line: literal bytes, or a staged message file to stream. */
+export type LinePart = PrintPart
+
+/** A value printed without its key, e.g. `(\Seen $Label)`, as a byte string. */
+export const printValueText = (value: Dlist): string => printValueString(value)
+
+export const upperAscii = (s: string): string => s.replace(/[a-z]/g, (c) => c.toUpperCase())
+
+/** Canonical `<KEY> SP <value>` parts; keys upper-cased as reindex would re-print them. */
+export const itemParts = (it: Item): ReadonlyArray<LinePart> => {
+  const key = upperAscii(it.key)
+  return printItemParts(key === it.key ? it : mkItem(key, it.value))
+}

@@ -1,0 +1,199 @@
+/**
+ * The writer's contract without the Cyrus tools: lazy chunks, monotonic timestamps, chunk
+ * checksums that need no re-read, all-or-nothing appends, the in-process lock, and crash
+ * recovery (abandoned files and a child killed with SIGKILL mid-append).
+ */
+import { spawn } from "node:child_process"
+import { createHash } from "node:crypto"
+import fs from "node:fs"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Effect, Exit, Scope, Stream } from "effect"
+import { atom, item, kvlist, list, type File, type Item } from "../../src/protocol/dlist/value.js"
+import { openForRead } from "../../src/store/backupReader.js"
+import { openForAppend } from "../../src/store/backupWriter.js"
+import { checkChunks, tableRows, tempDir } from "./support.js"
+
+const sub = (name: string): Item => item("SUB", kvlist([["USERID", atom("t")], ["MBOXNAME", atom(name)]]))
+const sha1 = (b: Uint8Array) => createHash("sha1").update(b).digest("hex")
+
+const stage = (dir: string, body: string): File => {
+  const bytes = Buffer.from(body, "latin1")
+  const guid = sha1(bytes)
+  const p = path.join(dir, guid)
+  fs.writeFileSync(p, bytes)
+  return { _tag: "File", partition: "default", guid, size: bytes.length, path: p, sha1: guid }
+}
+
+const snapshot = (data: string) => ({
+  size: fs.statSync(data).size,
+  chunk: tableRows(`${data}.index`, "SELECT * FROM chunk ORDER BY id"),
+  message: tableRows(`${data}.index`, "SELECT * FROM message ORDER BY id"),
+  mailbox: tableRows(`${data}.index`, "SELECT * FROM mailbox ORDER BY id"),
+  subscription: tableRows(`${data}.index`, "SELECT * FROM subscription ORDER BY id"),
+  sieve: tableRows(`${data}.index`, "SELECT * FROM sieve ORDER BY id")
+})
+
+describe("openForAppend", () => {
+  it.effect("starts no chunk until the first append; chunks chain their file_sha1", () =>
+    Effect.gen(function*() {
+      const data = path.join(tempDir("lazy"), "b")
+      yield* Effect.scoped(openForAppend(data, { create: true }))
+      expect(fs.statSync(data).size).toBe(0)
+      expect(tableRows(`${data}.index`, "SELECT * FROM chunk")).toEqual([])
+      expect(tableRows(`${data}.index`, "PRAGMA user_version")).toEqual([{ user_version: 3 }])
+      for (let s = 0; s < 3; s++) {
+        yield* Effect.scoped(
+          Effect.gen(function*() {
+            const w = yield* openForAppend(data)
+            yield* w.append(sub(`user.t.A${s}`), 5000 - s * 10)
+            const r = yield* w.append(sub(`user.t.B${s}`), 100)
+            expect(r.ts).toBe(5000) // clamped: timestamps never go backwards
+          })
+        )
+      }
+      expect(checkChunks(data)).toEqual([])
+      const chunks = tableRows(`${data}.index`, "SELECT id, ts_start, ts_end FROM chunk ORDER BY id")
+      expect(chunks).toEqual([1, 2, 3].map((id) => ({ id, ts_start: 5000, ts_end: 5000 })))
+    }))
+
+  it.effect("a second open in the same process fails at once with BackupLocked", () =>
+    Effect.gen(function*() {
+      const data = path.join(tempDir("lock"), "b")
+      const scope = yield* Scope.make()
+      yield* openForAppend(data, { create: true }).pipe(Scope.extend(scope))
+      const again = yield* Effect.scoped(openForAppend(data)).pipe(Effect.flip)
+      expect(again._tag).toBe("BackupLocked")
+      const reader = yield* Effect.scoped(openForRead(data)).pipe(Effect.flip)
+      expect(reader._tag).toBe("BackupLocked")
+      yield* Scope.close(scope, Exit.void)
+      yield* Effect.scoped(openForRead(data))
+    }))
+
+  it.effect("a rejected or failing append leaves no trace, and the chunk carries on", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("rollback")
+      const data = path.join(dir, "b")
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const w = yield* openForAppend(data, { create: true })
+          // rejected as the very first append: no chunk, empty file
+          const first = yield* w.append(item("MAILBOX", kvlist([["UNIQUEID", atom("u1")]])), 10).pipe(Effect.flip)
+          expect(first).toMatchObject({ _tag: "AppendRejected", reason: "bad-parameters" })
+          expect(snapshot(data).size).toBe(0)
+          expect(snapshot(data).chunk).toEqual([])
+
+          yield* w.append(sub("user.t"), 10)
+          const m = stage(dir, "Subject: hi\r\n\r\nbody\r\n")
+          yield* w.append(item("MESSAGE", list([m])), 11)
+          const before = snapshot(data)
+
+          const unknown = yield* w.append(item("FROBNICATE", kvlist([])), 12).pipe(Effect.flip)
+          expect(unknown).toMatchObject({ _tag: "AppendRejected", reason: "protocol" })
+          const sieve = yield* w.append(item("SIEVE", kvlist([["FILENAME", atom("x.script")]])), 12).pipe(Effect.flip)
+          expect(sieve._tag).toBe("AppendRejected")
+          // a staged file changed after upload: the line is cut back out of the member
+          const bad = stage(dir, "Subject: other\r\n\r\n" + "y".repeat(100_000))
+          fs.writeFileSync(bad.path, "tampered")
+          const staged = yield* w.append(item("MESSAGE", list([bad])), 12).pipe(Effect.flip)
+          expect(staged._tag).toBe("StagedFileMismatch")
+          expect(snapshot(data)).toEqual(before)
+
+          yield* w.append(sub("user.t.after"), 13)
+          const bytes = yield* Stream.runCollect(w.reader.messageBytes(m.guid))
+          expect(Buffer.concat(Chunk.toReadonlyArray(bytes)).toString("latin1")).toBe("Subject: hi\r\n\r\nbody\r\n")
+        })
+      )
+      expect(checkChunks(data)).toEqual([])
+      expect(tableRows(`${data}.index`, "SELECT id FROM chunk")).toEqual([{ id: 1 }])
+      expect(tableRows(`${data}.index`, "SELECT mboxname FROM subscription ORDER BY id")).toEqual([
+        { mboxname: "user.t" },
+        { mboxname: "user.t.after" }
+      ])
+    }))
+
+  it.effect("recovers files left by an abandoned session (unsealed member, partial APPLY)", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("abandon")
+      const data = path.join(dir, "b")
+      const scope = yield* Scope.make()
+      const w = yield* openForAppend(data, { create: true }).pipe(Scope.extend(scope))
+      yield* w.append(sub("user.t.one"), 10)
+      yield* w.append(sub("user.t.two"), 11)
+      const copies = ["clean", "tail", "first"].map((n) => path.join(dir, n))
+      for (const c of copies) {
+        fs.copyFileSync(data, c)
+        fs.copyFileSync(`${data}.index`, `${c}.index`)
+      }
+      fs.appendFileSync(copies[1]!, Buffer.alloc(3000, 0x55))
+      yield* Scope.close(scope, Exit.void)
+      // "first": a crash during the very first APPLY of a new backup leaves only bytes
+      const first = copies[2]!
+      fs.writeFileSync(first, Buffer.alloc(100, 1))
+      fs.rmSync(`${first}.index`)
+      yield* Effect.scoped(openForAppend(first, { create: true })).pipe(Effect.flip, Effect.map((e) => expect(e._tag).toBe("BackupNeedsReindex")))
+
+      for (const [c, actions] of [[copies[0]!, ["sealed"]], [copies[1]!, ["truncated", "sealed"]]] as const) {
+        yield* Effect.scoped(
+          Effect.gen(function*() {
+            const w2 = yield* openForAppend(c)
+            expect(w2.recovery.actions).toEqual(actions)
+            yield* w2.append(sub("user.t.three"), 12)
+          })
+        )
+        expect(checkChunks(c)).toEqual([])
+        expect(tableRows(`${c}.index`, "SELECT id, length FROM chunk ORDER BY id").map((r) => r.id)).toEqual([1, 2])
+        yield* Effect.scoped(
+          Effect.gen(function*() {
+            const w3 = yield* openForAppend(c)
+            expect(w3.recovery.actions).toEqual(["clean"])
+          })
+        )
+      }
+    }))
+
+  it.effect("survives SIGKILL mid-append: every acknowledged APPLY is kept, the file stays well-formed", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("sigkill")
+      const staging = path.join(dir, "staging")
+      fs.mkdirSync(staging)
+      const data = path.join(dir, "b")
+      const here = path.dirname(fileURLToPath(import.meta.url))
+      const viteNode = path.join(here, "..", "..", "node_modules", ".bin", "vite-node")
+      const trials = Number(process.env["STORE_CRASH_TRIALS"] ?? 3)
+      let acked = 0
+      for (let t = 0; t < trials; t++) {
+        const killAfter = 3 + ((t * 5) % 7)
+        const got = yield* Effect.async<number>((resume) => {
+          const child = spawn(viteNode, [path.join(here, "crashChild.ts"), data, staging, String(acked)], { stdio: ["ignore", "pipe", "pipe"] })
+          let last = -1
+          let seen = 0
+          let buffer = ""
+          child.stdout.on("data", (b: Buffer) => {
+            buffer += b.toString()
+            const lines = buffer.split("\n")
+            buffer = lines.pop() ?? ""
+            for (const l of lines) {
+              const m = /^ACK (\d+)$/.exec(l)
+              if (m) {
+                last = Number(m[1])
+                if (++seen === killAfter) child.kill("SIGKILL")
+              }
+            }
+          })
+          child.on("exit", () => resume(Effect.succeed(last)))
+        })
+        expect(got).toBeGreaterThanOrEqual(acked)
+        acked = got + 1
+        yield* Effect.scoped(
+          Effect.gen(function*() {
+            const w = yield* openForAppend(data)
+            const names = new Set((yield* w.reader.subscriptions()).map((s) => s.mboxname))
+            for (let n = 0; n < acked; n++) expect(names.has(`user.crash.F${n}`)).toBe(true)
+          })
+        )
+        expect(checkChunks(data)).toEqual([])
+      }
+    }), Number(process.env["STORE_CRASH_TRIALS"] ?? 3) * 20_000 + 30_000)
+})

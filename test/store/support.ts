@@ -1,0 +1,184 @@
+/**
+ * Helpers for the store tests: temp dirs, the golden fixture (parsed back into APPLY items
+ * with staged message files), and running the real Cyrus tools as the cyrus user.
+ */
+import { execFile } from "node:child_process"
+import { createRequire } from "node:module"
+import { createHash } from "node:crypto"
+import fs from "node:fs"
+import os from "node:os"
+import path from "node:path"
+import { fileURLToPath } from "node:url"
+import zlib from "node:zlib"
+import { NodeFileSystem } from "@effect/platform-node"
+import { Effect } from "effect"
+import { ByteReader, byteClass } from "../../src/protocol/ByteReader.js"
+import { parseItem } from "../../src/protocol/dlist/parse.js"
+import type { Item } from "../../src/protocol/dlist/value.js"
+
+/** better-sqlite3 ships no types; the tests only need these calls to read index rows. */
+interface ReadOnlyDb {
+  prepare(sql: string): { all(): Array<unknown> }
+  close(): void
+}
+const Database = createRequire(import.meta.url)("better-sqlite3") as new (path: string, opts?: { readonly?: boolean }) => ReadOnlyDb
+
+export const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "golden")
+export const GOLDEN_DATA = path.join(FIXTURES, "alice.backup.gz")
+export const GOLDEN_INDEX = path.join(FIXTURES, "alice.backup.index.sqlite")
+
+const CYRUS_BIN = "/usr/lib/cyrus/bin"
+export const haveCyrus = ["ctl_backups", "cyr_backup"].every((p) => fs.existsSync(path.join(CYRUS_BIN, p))) && process.getuid?.() === 0
+
+export const warnNoCyrus = (what: string) => {
+  if (!haveCyrus) console.warn(`SKIPPING ${what}: needs root and the Cyrus 3.6.1 tools in ${CYRUS_BIN}`)
+}
+
+export const tempDir = (prefix: string): string => {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `store-${prefix}-`))
+  fs.chmodSync(d, 0o755)
+  return d
+}
+
+/** Copies the golden data file and index into `dir`; returns the data file path. */
+export const copyGolden = (dir: string, name = "alice_golden"): string => {
+  const data = path.join(dir, name)
+  fs.copyFileSync(GOLDEN_DATA, data)
+  fs.copyFileSync(GOLDEN_INDEX, `${data}.index`)
+  fs.chmodSync(data, 0o600)
+  fs.chmodSync(`${data}.index`, 0o600)
+  return data
+}
+
+export interface GoldenLine {
+  readonly chunk: number
+  readonly ts: number
+  readonly item: Item
+}
+
+export const goldenChunks = (): Array<{ id: number; offset: number; length: number; data_sha1: string; file_sha1: string }> => {
+  const db = new Database(GOLDEN_INDEX, { readonly: true })
+  try {
+    return db.prepare("SELECT id, offset, length, data_sha1, file_sha1 FROM chunk ORDER BY id").all() as never
+  } finally {
+    db.close()
+  }
+}
+
+/** Reads a whole table of the golden (or any) index, rows as plain objects. */
+export const tableRows = (indexPath: string, sql: string): Array<Record<string, unknown>> => {
+  const db = new Database(indexPath, { readonly: true })
+  try {
+    return db.prepare(sql).all() as Array<Record<string, unknown>>
+  } finally {
+    db.close()
+  }
+}
+
+/** The golden file's APPLY lines, parsed, with messages staged under `stagingDir`. */
+export const goldenLines = (stagingDir: string): Effect.Effect<Array<GoldenLine>, unknown> =>
+  Effect.gen(function*() {
+    const file = fs.readFileSync(GOLDEN_DATA)
+    const chunks = goldenChunks()
+    const out: Array<GoldenLine> = []
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!
+      const end = chunks[i + 1]?.offset ?? file.length
+      const data = zlib.gunzipSync(file.subarray(c.offset, end))
+      const reader = ByteReader.fromBytes(data.subarray(29))
+      while (yield* reader.ensure(1)) {
+        const ts = yield* reader.readToken(byteClass(" "), 32)
+        yield* reader.readExactly(6)
+        const parsed = yield* parseItem(reader, { files: { _tag: "Stage", stagingDir } })
+        if (parsed.terminator === 0x0d) yield* reader.readByte
+        out.push({ chunk: c.id, ts: Number(ts.token), item: parsed.item })
+      }
+    }
+    return out
+  }).pipe(Effect.provide(NodeFileSystem.layer))
+
+export interface RunResult {
+  readonly code: number
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const cyrusIds = (): { uid: number; gid: number } => {
+  const passwd = fs.readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("cyrus:"))
+  const group = fs.readFileSync("/etc/group", "utf8").split("\n").find((l) => l.startsWith("mail:"))
+  return { uid: Number(passwd?.split(":")[2]), gid: Number(group?.split(":")[2]) }
+}
+
+/** Gives the cyrus user ownership of everything under `dir`. */
+export const chownForCyrus = (dir: string): void => {
+  const { uid, gid } = cyrusIds()
+  const walk = (p: string) => {
+    fs.chownSync(p, uid, gid)
+    if (fs.statSync(p).isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e))
+  }
+  walk(dir)
+}
+
+/** A minimal imapd.conf for the backup tools, under `dir`. */
+export const cyrusConf = (dir: string): string => {
+  for (const d of ["conf", "backups", "tmp"]) fs.mkdirSync(path.join(dir, d), { recursive: true })
+  const conf = path.join(dir, "imapd.conf")
+  fs.writeFileSync(
+    conf,
+    [
+      `configdirectory: ${dir}/conf`,
+      `backuppartition-default: ${dir}/backups`,
+      `backup_db_path: ${dir}/conf/backups.db`,
+      `temp_path: ${dir}/tmp`,
+      "syslog_prefix: store-test",
+      ""
+    ].join("\n")
+  )
+  chownForCyrus(dir)
+  return conf
+}
+
+/** Runs a Cyrus program as cyrus:mail. */
+export const runCyrus = (prog: string, args: ReadonlyArray<string>): Promise<RunResult> =>
+  new Promise((resolve) => {
+    execFile(
+      "setpriv",
+      ["--reuid=cyrus", "--regid=mail", "--init-groups", "--", path.join(CYRUS_BIN, prog), ...args],
+      { encoding: "latin1", maxBuffer: 64 * 1024 * 1024, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1
+        resolve({ code, stdout, stderr })
+      }
+    )
+  })
+
+/** Full checksum check of every chunk row against the file (what `ctl_backups verify` does first). */
+export const checkChunks = (data: string): Array<string> => {
+  const file = fs.readFileSync(data)
+  const chunks = tableRows(`${data}.index`, "SELECT id, offset, length, file_sha1, data_sha1 FROM chunk ORDER BY id") as Array<{
+    id: number
+    offset: number
+    length: number
+    file_sha1: string
+    data_sha1: string
+  }>
+  const problems: Array<string> = []
+  const sha1 = (b: Uint8Array) => createHash("sha1").update(b).digest("hex")
+  let end = 0
+  chunks.forEach((c, i) => {
+    if (sha1(file.subarray(0, c.offset)) !== c.file_sha1) problems.push(`chunk ${c.id}: file_sha1`)
+    const next = chunks[i + 1]?.offset ?? file.length
+    let raw: Buffer
+    try {
+      raw = zlib.gunzipSync(file.subarray(c.offset, next))
+    } catch (e) {
+      problems.push(`chunk ${c.id}: ${(e as Error).message}`)
+      return
+    }
+    if (raw.length !== c.length) problems.push(`chunk ${c.id}: length ${raw.length} != ${c.length}`)
+    if (sha1(raw) !== c.data_sha1) problems.push(`chunk ${c.id}: data_sha1`)
+    end = next
+  })
+  if (end !== file.length) problems.push(`file has ${file.length - end} bytes after the last chunk`)
+  return problems
+}
