@@ -1,0 +1,11 @@
+import { runBackupd } from "../service/backupd.js"
+
+runBackupd(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code
+  },
+  (e: unknown) => {
+    process.stderr.write(`backupd: internal error: ${e instanceof Error ? e.message : String(e)}\n`)
+    process.exitCode = 70
+  }
+)

@@ -1,0 +1,131 @@
+/**
+ * The user backups one session has open. Each is opened in a Scope of its own, so closing it
+ * (RESTART, idle timeout, end of session) seals its chunk and releases its lock, whatever
+ * happened before. Commands and the idle closer take turns through one permit, so a backup
+ * is never closed under a running command.
+ *
+ * Besides the open backups, the set keeps the session's *pending messages*: uploaded message
+ * files that no open backup reserved. The original appends those to every open backup
+ * (gaps.md G3, a privacy leak between users); we hold them, staged on disk, until an APPLY
+ * MAILBOX shows which backup references them, and drop the unclaimed ones at session end.
+ */
+import { Effect, Exit, Option, Scope } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { File } from "../protocol/dlist/value.js"
+import type { BackupWriter } from "../store/backupWriter.js"
+import type { UserBackupsShape, UserBackupOpenError } from "../store/UserBackups.js"
+
+export interface OpenBackup {
+  /** backups.db key: a userid or `%SHARED`. */
+  readonly key: string
+  readonly writer: BackupWriter
+  /** GUIDs RESERVEd for this backup and not yet uploaded. */
+  readonly reserved: Set<string>
+  lastUse: number
+}
+
+interface Entry {
+  readonly backup: OpenBackup
+  readonly scope: Scope.CloseableScope
+}
+
+export interface BackupSet {
+  /** The open backup of `key`; opened (and, with `create`, created) if needed. None if absent. */
+  readonly open: (key: string, create: boolean) => Effect.Effect<Option.Option<OpenBackup>, UserBackupOpenError>
+  /** Open backups, most recently opened first. */
+  readonly all: () => ReadonlyArray<OpenBackup>
+  /** Closes every open backup (from within a command, e.g. RESTART). */
+  readonly closeAll: Effect.Effect<void>
+  /** Closes backups unused for longer than `idleMs`. */
+  readonly closeIdle: (idleMs: number) => Effect.Effect<void>
+  /** Runs `effect` while no idle close can happen. */
+  readonly exclusive: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Keeps an unclaimed uploaded message until a mailbox claims it (moves the staged file). */
+  readonly holdPending: (file: File) => Effect.Effect<void>
+  readonly pending: (guid: string) => File | undefined
+  readonly dropPending: (guid: string) => void
+}
+
+/** Builds the set; everything still open is closed when the surrounding Scope closes. */
+export const makeBackupSet = (
+  backups: UserBackupsShape,
+  pendingDir: string,
+  now: () => number = Date.now
+): Effect.Effect<BackupSet, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const entries = new Map<string, Entry>()
+    const order: Array<string> = []
+    const pendingFiles = new Map<string, File>()
+    const permit = yield* Effect.makeSemaphore(1)
+
+    const closeEntry = (key: string) =>
+      Effect.suspend(() => {
+        const e = entries.get(key)
+        if (e === undefined) return Effect.void
+        entries.delete(key)
+        order.splice(order.indexOf(key), 1)
+        return Scope.close(e.scope, Exit.void)
+      })
+
+    const closeAll = Effect.suspend(() => Effect.forEach([...order], closeEntry, { discard: true }))
+
+    yield* Effect.addFinalizer(() =>
+      Effect.zipRight(
+        closeAll,
+        Effect.sync(() => fs.rmSync(pendingDir, { recursive: true, force: true }))
+      )
+    )
+
+    const set: BackupSet = {
+      open: (key, create) =>
+        Effect.suspend(() => {
+          const found = entries.get(key)
+          if (found !== undefined) {
+            found.backup.lastUse = now()
+            return Effect.succeed(Option.some(found.backup))
+          }
+          return Effect.gen(function* () {
+            const scope = yield* Scope.make()
+            const opened = yield* Scope.extend(backups.open(key, { create }), scope).pipe(
+              Effect.onError((cause) => Scope.close(scope, Exit.failCause(cause)))
+            )
+            if (Option.isNone(opened)) {
+              yield* Scope.close(scope, Exit.void)
+              return Option.none()
+            }
+            const backup: OpenBackup = { key, writer: opened.value, reserved: new Set(), lastUse: now() }
+            entries.set(key, { backup, scope })
+            order.unshift(key)
+            return Option.some(backup)
+          })
+        }),
+      all: () => order.map((k) => entries.get(k)!.backup),
+      closeAll,
+      closeIdle: (idleMs) =>
+        permit.withPermits(1)(
+          Effect.suspend(() => {
+            const cutoff = now() - idleMs
+            const idle = order.filter((k) => entries.get(k)!.backup.lastUse < cutoff)
+            return Effect.forEach(idle, closeEntry, { discard: true })
+          })
+        ),
+      exclusive: (effect) => permit.withPermits(1)(effect),
+      holdPending: (file) =>
+        Effect.sync(() => {
+          if (pendingFiles.has(file.guid)) return
+          fs.mkdirSync(pendingDir, { recursive: true })
+          const target = path.join(pendingDir, file.guid)
+          fs.renameSync(file.path, target)
+          pendingFiles.set(file.guid, { ...file, path: target })
+        }),
+      pending: (guid) => pendingFiles.get(guid),
+      dropPending: (guid) => {
+        const f = pendingFiles.get(guid)
+        if (f === undefined) return
+        pendingFiles.delete(guid)
+        fs.rmSync(f.path, { force: true })
+      }
+    }
+    return set
+  })
