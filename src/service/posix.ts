@@ -4,8 +4,8 @@
  * syslog(3). Loaded lazily so programs that need neither never touch it.
  */
 import { createRequire } from "node:module"
-import { fileURLToPath } from "node:url"
-import { dirname, join } from "node:path"
+import { join } from "node:path"
+import { packageRoot } from "../util/version.js"
 
 interface PosixAddon {
   dup(fd: number): number
@@ -18,8 +18,8 @@ let addon: PosixAddon | undefined
 
 export const posix = (): PosixAddon => {
   if (addon === undefined) {
-    const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
-    addon = createRequire(import.meta.url)(join(root, "build", "Release", "posix.node")) as PosixAddon
+    // The package root holds build/Release/posix.node in a checkout and in a release alike.
+    addon = createRequire(import.meta.url)(join(packageRoot, "build", "Release", "posix.node")) as PosixAddon
   }
   return addon
 }

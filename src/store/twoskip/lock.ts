@@ -7,16 +7,9 @@
  * exclude each other, and closing any of them drops the process's lock. `db.ts` therefore
  * serialises all users of one path inside the process before it ever takes these locks.
  */
-import { createRequire } from "node:module"
 import { Effect } from "effect"
+import fsExt from "fs-ext"
 import { TwoskipLockError } from "./errors.js"
-
-interface FsExt {
-  readonly constants: { readonly F_RDLCK: number; readonly F_WRLCK: number; readonly F_UNLCK: number }
-  fcntl(fd: number, cmd: "setlk" | "setlkw", arg: number, callback: (err: NodeJS.ErrnoException | null) => void): void
-}
-
-const fsExt = createRequire(import.meta.url)("fs-ext") as FsExt
 
 export type LockKind = "read" | "write"
 

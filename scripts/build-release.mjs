@@ -1,0 +1,245 @@
+#!/usr/bin/env node
+/**
+ * Builds the self-contained release: one esbuild bundle per program, the three native addons
+ * they load, sh wrappers that exec node, package.json and build-info.json (for --version) and
+ * SHA256SUMS. The output depends only on the sources, node_modules, the commit and the
+ * timestamp: no absolute paths, no build time, files written in sorted order with a fixed
+ * mtime, so two builds of one commit are byte-identical wherever they run.
+ *
+ *   node scripts/build-release.mjs [--out DIR] [--commit SHA] [--epoch SECONDS]
+ *
+ * Layout of DIR (default: release/ in the checkout):
+ *   backupd ctl_backups cyr_backup restore   wrappers: exec node lib/<program>.mjs
+ *   lib/<program>.mjs                        the bundles (ESM)
+ *   build/Release/{better_sqlite3,fs_ext,posix}.node
+ *   package.json build-info.json SHA256SUMS
+ */
+import { execFileSync } from "node:child_process"
+import { createHash } from "node:crypto"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import * as esbuild from "esbuild"
+
+export const PROGRAMS = ["backupd", "ctl_backups", "cyr_backup", "restore"]
+
+/** Where each native addon the bundles load comes from, relative to the checkout. */
+export const NATIVE_ADDONS = {
+  "better_sqlite3.node": "node_modules/better-sqlite3/build/Release/better_sqlite3.node",
+  "fs_ext.node": "node_modules/fs-ext/build/Release/fs_ext.node",
+  "posix.node": "build/Release/posix.node"
+}
+
+/** The release marks itself so that a rebuild may clear it, and nothing else. */
+const MARKER = "build-info.json"
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
+
+export class ReleaseError extends Error {}
+
+const git = (args) => {
+  try {
+    return execFileSync("git", args, { cwd: repoRoot, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim()
+  } catch {
+    return undefined
+  }
+}
+
+/** The commit recorded in build-info.json: explicit, else HEAD of the checkout, else "unknown". */
+export const resolveCommit = (explicit) => explicit || process.env.CYRUS_BACKUPD_COMMIT || git(["rev-parse", "HEAD"]) || "unknown"
+
+/** The mtime given to every file: SOURCE_DATE_EPOCH, else the commit's time, else 0. */
+export const resolveEpoch = (explicit) => {
+  const text = explicit ?? process.env.SOURCE_DATE_EPOCH ?? git(["log", "-1", "--format=%ct"]) ?? "0"
+  const epoch = Number(text)
+  if (!Number.isInteger(epoch) || epoch < 0) throw new ReleaseError(`bad epoch '${text}'`)
+  return epoch
+}
+
+/**
+ * Two esbuild plugins make the bundle independent of node_modules at run time.
+ *
+ * `nativeAddons`: every `*.node` require becomes an external require of
+ * `../build/Release/<name>` (resolved next to the bundle by the banner's `require`), and the
+ * `bindings` package, which better-sqlite3 uses to search for its addon, is replaced by a
+ * direct require of that file. An addon we do not ship fails the build instead of the program.
+ *
+ * `staticRequires`: `createRequire(import.meta.url)("pkg")` in our sources is a run-time
+ * lookup in node_modules that esbuild cannot see; it is turned into a plain `require("pkg")`
+ * so that the package is bundled. Without such calls in src/ the plugin changes nothing.
+ */
+const nativeAddons = {
+  name: "native-addons",
+  setup(build) {
+    build.onResolve({ filter: /^bindings$/ }, (args) =>
+      args.importer.includes(`${path.sep}better-sqlite3${path.sep}`)
+        ? { path: "bindings", namespace: "release-bindings" }
+        : { errors: [{ text: `'bindings' used by ${args.importer}: only better-sqlite3 is supported` }] }
+    )
+    build.onLoad({ filter: /.*/, namespace: "release-bindings" }, () => ({
+      contents: [
+        "module.exports = function bindings(name) {",
+        '  if (name !== "better_sqlite3.node") throw new Error("cyrus-backupd release: no native addon " + name)',
+        '  return require("./better_sqlite3.node")',
+        "}"
+      ].join("\n"),
+      loader: "js"
+    }))
+    build.onResolve({ filter: /\.node$/ }, (args) => {
+      const name = path.basename(args.path)
+      if (!(name in NATIVE_ADDONS)) return { errors: [{ text: `native addon ${args.path} is not shipped in the release` }] }
+      return { path: `../build/Release/${name}`, external: true }
+    })
+  }
+}
+
+const RUNTIME_REQUIRE = /createRequire\(import\.meta\.url\)\((["'])([^"'./][^"']*)\1\)/g
+
+const staticRequires = {
+  name: "static-requires",
+  setup(build) {
+    // Only our own sources: packages in node_modules may ship a src/ of their own.
+    const ours = path.join(build.initialOptions.absWorkingDir ?? repoRoot, "src") + path.sep
+    const escaped = ours.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+    build.onLoad({ filter: new RegExp(`^${escaped}.*\\.ts$`) }, async (args) => {
+      const source = await fs.promises.readFile(args.path, "utf8")
+      return { contents: source.replace(RUNTIME_REQUIRE, (_, q, pkg) => `require(${q}${pkg}${q})`), loader: "ts" }
+    })
+  }
+}
+
+/** Lets bundled CommonJS code `require` node's built-ins and the addons, and refuses old Node. */
+const BANNER = [
+  'import { createRequire as __cybCreateRequire } from "node:module";',
+  "const require = __cybCreateRequire(import.meta.url);",
+  'if (Number(process.versions.node.split(".")[0]) < 20) {',
+  '  process.stderr.write("cyrus-backupd needs Node.js 20 or newer, not " + process.version + "\\n");',
+  "  process.exit(69);",
+  "}"
+].join("\n")
+
+/** The esbuild options shared by the release and by anything bundled the same way (tests). */
+export const bundleOptions = (entryPoints, outdir) => ({
+  absWorkingDir: repoRoot,
+  entryPoints,
+  outdir,
+  entryNames: "[name]",
+  outExtension: { ".js": ".mjs" },
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  target: "node20",
+  banner: { js: BANNER },
+  plugins: [nativeAddons, staticRequires],
+  legalComments: "eof",
+  charset: "utf8",
+  sourcemap: false,
+  metafile: true,
+  logLevel: "silent",
+  write: false
+})
+
+const wrapper = (program, version) =>
+  [
+    "#!/bin/sh",
+    `# ${program} from cyrus-backupd ${version}: runs the bundled program with Node.js 20 or newer.`,
+    "# exec, so that the service's pid is node's own (Cyrus master tracks that pid).",
+    "# CYRUS_BACKUPD_NODE names another node binary. Call this file by its path, not through a symlink.",
+    'here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd) || exit 70',
+    `exec "\${CYRUS_BACKUPD_NODE:-node}" "$here/lib/${program}.mjs" "$@"`,
+    ""
+  ].join("\n")
+
+const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex")
+
+const checkOutDir = (outDir) => {
+  const entries = fs.existsSync(outDir) ? fs.readdirSync(outDir) : []
+  if (entries.length > 0 && !entries.includes(MARKER)) {
+    throw new ReleaseError(`${outDir} is not empty and is not a release (no ${MARKER}); refusing to clear it`)
+  }
+}
+
+/**
+ * Builds the release into `outDir` and returns its files (relative paths, sorted) with their
+ * SHA-256 sums.
+ */
+export const buildRelease = async ({ outDir = path.join(repoRoot, "release"), commit, epoch } = {}) => {
+  outDir = path.resolve(outDir)
+  const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8"))
+  const buildInfo = { name: pkg.name, version: pkg.version, commit: resolveCommit(commit) }
+  const mtime = resolveEpoch(epoch)
+
+  checkOutDir(outDir)
+  for (const [name, from] of Object.entries(NATIVE_ADDONS)) {
+    if (!fs.existsSync(path.join(repoRoot, from))) throw new ReleaseError(`missing ${from} (for ${name}): run npm ci first`)
+  }
+
+  const entries = PROGRAMS.map((p) => `src/bin/${p}.ts`)
+  const result = await esbuild.build(bundleOptions(entries, "lib"))
+  if (result.warnings.length > 0) {
+    const text = await esbuild.formatMessages(result.warnings, { kind: "warning" })
+    throw new ReleaseError(`esbuild warnings:\n${text.join("\n")}`)
+  }
+
+  /** @type {Map<string, {bytes: Uint8Array, mode: number}>} relative path → content */
+  const files = new Map()
+  for (const out of result.outputFiles) {
+    files.set(path.relative(repoRoot, out.path).split(path.sep).join("/"), { bytes: out.contents, mode: 0o644 })
+  }
+  for (const [name, from] of Object.entries(NATIVE_ADDONS)) {
+    files.set(`build/Release/${name}`, { bytes: fs.readFileSync(path.join(repoRoot, from)), mode: 0o755 })
+  }
+  for (const program of PROGRAMS) {
+    files.set(program, { bytes: Buffer.from(wrapper(program, pkg.version)), mode: 0o755 })
+  }
+  // Node reads "type" for .js files only; the bundles are .mjs, so this is just the version's home.
+  const releasePkg = { name: pkg.name, version: pkg.version, description: pkg.description, license: pkg.license, private: true, type: "module" }
+  files.set("package.json", { bytes: Buffer.from(JSON.stringify(releasePkg, null, 2) + "\n"), mode: 0o644 })
+  files.set(MARKER, { bytes: Buffer.from(JSON.stringify(buildInfo, null, 2) + "\n"), mode: 0o644 })
+
+  const names = [...files.keys()].sort()
+  const sums = names.map((name) => `${sha256(files.get(name).bytes)}  ${name}\n`).join("")
+  files.set("SHA256SUMS", { bytes: Buffer.from(sums), mode: 0o644 })
+
+  checkOutDir(outDir)
+  fs.rmSync(outDir, { recursive: true, force: true })
+  const dirs = new Set()
+  for (const name of [...files.keys()].sort()) {
+    const target = path.join(outDir, name)
+    fs.mkdirSync(path.dirname(target), { recursive: true })
+    const { bytes, mode } = files.get(name)
+    fs.writeFileSync(target, bytes, { mode })
+    fs.chmodSync(target, mode) // the umask must not decide the modes
+    fs.utimesSync(target, mtime, mtime)
+    for (let d = path.dirname(name); d !== "."; d = path.dirname(d)) dirs.add(d)
+  }
+  // Directories last (children first), so writing files does not bump their mtimes again.
+  for (const d of [...dirs].sort().reverse()) fs.utimesSync(path.join(outDir, d), mtime, mtime)
+  fs.utimesSync(outDir, mtime, mtime)
+
+  return { outDir, buildInfo, epoch: mtime, files: names.map((name) => ({ name, sha256: sha256(files.get(name).bytes) })) }
+}
+
+const parseCli = (argv) => {
+  const options = {}
+  for (let i = 0; i < argv.length; i++) {
+    const [flag, value] = [argv[i], argv[i + 1]]
+    if (value === undefined && ["--out", "--commit", "--epoch"].includes(flag)) throw new ReleaseError(`${flag} needs a value`)
+    if (flag === "--out") options.outDir = value
+    else if (flag === "--commit") options.commit = value
+    else if (flag === "--epoch") options.epoch = value
+    else throw new ReleaseError(`unknown argument '${flag}'\nusage: build-release.mjs [--out DIR] [--commit SHA] [--epoch SECONDS]`)
+    i++
+  }
+  return options
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  try {
+    const { outDir, buildInfo, files } = await buildRelease(parseCli(process.argv.slice(2)))
+    process.stdout.write(`release ${buildInfo.version} (${buildInfo.commit}): ${files.length} files in ${path.relative(process.cwd(), outDir) || "."}\n`)
+  } catch (e) {
+    process.stderr.write(`build-release: ${e instanceof ReleaseError ? e.message : e?.message ?? String(e)}\n`)
+    process.exitCode = 1
+  }
+}
