@@ -10,6 +10,7 @@
  * was flushed. Sockets (TCP or UNIX) and the stdin/stdout pair of `-X` are both supported.
  */
 import { Data, Effect, Option } from "effect"
+import * as fs from "node:fs"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import { Duplex, type Readable, type Writable } from "node:stream"
@@ -47,8 +48,21 @@ export interface Connection {
   readonly tlsActive: boolean
   /** The client certificate's subject common name, when TLS verified one. */
   readonly peerCertificateName: string | undefined
+  /** Bytes moved so far, for the session totals line. */
+  readonly stats: ConnectionStats
   /** Closes the transport (idempotent). */
   readonly close: Effect.Effect<void>
+}
+
+export interface ConnectionStats {
+  /** Plaintext protocol bytes read (after TLS and decompression). */
+  readonly protocolIn: number
+  /** Plaintext protocol bytes sent (before compression and TLS). */
+  readonly protocolOut: number
+  /** Bytes read from the transport (the socket, TLS records included; or stdin). */
+  readonly transportIn: number
+  /** Bytes written to the transport. */
+  readonly transportOut: number
 }
 
 /** Reads one chunk from a Readable in paused mode, waiting for data, end or error. */
@@ -173,12 +187,19 @@ const make = (ends: Ends): Connection => {
   let pending: Array<Buffer> = []
   let closed = false
   const peer = peerOf(socket)
+  const rawSocket = socket
+  const counts = { protocolIn: 0, protocolOut: 0, pipeIn: 0, pipeOut: 0 }
 
   const read: Connection["read"] = Effect.gen(function* () {
     while (true) {
       const chunk = yield* readChunk(input)
-      if (Option.isNone(chunk) || inflater === undefined) return chunk
+      if (Option.isSome(chunk)) counts.pipeIn += chunk.value.length
+      if (Option.isNone(chunk) || inflater === undefined) {
+        if (Option.isSome(chunk)) counts.protocolIn += chunk.value.length
+        return chunk
+      }
       const plain = yield* zlibPass(inflater, chunk.value)
+      counts.protocolIn += plain.length
       if (plain.length > 0) return Option.some(plain)
     }
   })
@@ -191,11 +212,20 @@ const make = (ends: Ends): Connection => {
       if (pending.length === 0) return Effect.void
       const data = Buffer.concat(pending)
       pending = []
+      counts.protocolOut += data.length
       const encoded = deflater === undefined ? Effect.succeed(data) : zlibPass(deflater, data)
-      return Effect.flatMap(encoded, (bytes) => writeAll(output, bytes))
+      return Effect.flatMap(encoded, (bytes) => {
+        counts.pipeOut += bytes.length
+        return writeAll(output, bytes)
+      })
     }),
     startCompression: (early) => Effect.sync(() => {
-      if (early.byteLength > 0) input.unshift(Buffer.from(early))
+      if (early.byteLength > 0) {
+        input.unshift(Buffer.from(early))
+        // Those bytes are read (and counted) again, as compressed input.
+        counts.protocolIn -= early.byteLength
+        counts.pipeIn -= early.byteLength
+      }
       inflater = zlib.createInflateRaw()
       deflater = zlib.createDeflateRaw({ level: zlib.constants.Z_DEFAULT_COMPRESSION, memLevel: 9, windowBits: 15 })
     }),
@@ -205,22 +235,30 @@ const make = (ends: Ends): Connection => {
           resume(Effect.fail(new ConnectionError({ message: "TLS needs a socket" })))
           return
         }
-        const t = new tls.TLSSocket(tlsCarrier(socket), { ...options, isServer: true })
-        const timer = setTimeout(() => {
-          t.destroy()
-          resume(Effect.fail(new ConnectionError({ message: "TLS handshake timed out" })))
-        }, 180_000)
-        t.once("secure", () => {
+        // A one-shot tls.Server with the connection injected (its documented 'connection' event):
+        // unlike a bare TLSSocket, the server verifies a client certificate and sets `authorized`.
+        const server = tls.createServer(options)
+        let settled = false
+        const settle = (outcome: Effect.Effect<void, ConnectionError>) => {
+          if (settled) return
+          settled = true
           clearTimeout(timer)
+          server.close()
+          resume(outcome)
+        }
+        const carrier = tlsCarrier(socket)
+        const timer = setTimeout(() => {
+          carrier.destroy()
+          settle(Effect.fail(new ConnectionError({ message: "TLS handshake timed out" })))
+        }, 180_000)
+        server.once("secureConnection", (t: tls.TLSSocket) => {
           tlsSocket = t
           input = t
           output = t
-          resume(Effect.void)
+          settle(Effect.void)
         })
-        t.once("error", (e) => {
-          clearTimeout(timer)
-          resume(Effect.fail(new ConnectionError({ message: e.message })))
-        })
+        server.once("tlsClientError", (e) => settle(Effect.fail(new ConnectionError({ message: e.message }))))
+        server.emit("connection", carrier)
       }),
     get compressed() {
       return deflater !== undefined
@@ -232,6 +270,14 @@ const make = (ends: Ends): Connection => {
       if (tlsSocket === undefined || !tlsSocket.authorized) return undefined
       const cn = tlsSocket.getPeerCertificate()?.subject?.CN
       return Array.isArray(cn) ? cn[0] : cn
+    },
+    get stats() {
+      return {
+        protocolIn: counts.protocolIn,
+        protocolOut: counts.protocolOut,
+        transportIn: rawSocket !== undefined ? rawSocket.bytesRead : counts.pipeIn,
+        transportOut: rawSocket !== undefined ? rawSocket.bytesWritten : counts.pipeOut
+      }
     },
     close: Effect.sync(() => {
       if (closed) return
@@ -255,12 +301,34 @@ export const fromSocket = (socket: net.Socket): Connection => {
   return make({ input: socket, output: socket, socket })
 }
 
-/** Whether stdin is a network socket (inetd style), as opposed to a pipe or terminal. */
-export const stdinIsNetworkSocket = (): boolean =>
-  process.stdin instanceof net.Socket && process.stdin.remoteAddress !== undefined
+/**
+ * A socket on fd 0 (inetd style, or a UNIX socket), opened as a full duplex socket: Node's own
+ * `process.stdin` would be read-only. Undefined when fd 0 is a pipe, file or terminal.
+ * Created once; `process.stdin` is then never touched.
+ */
+let stdinSocketCache: net.Socket | null | undefined
+const stdinSocket = (): net.Socket | undefined => {
+  if (stdinSocketCache === undefined) {
+    let isSocket = false
+    try {
+      isSocket = fs.fstatSync(0).isSocket()
+    } catch {
+      isSocket = false
+    }
+    stdinSocketCache = isSocket ? new net.Socket({ fd: 0, readable: true, writable: true }) : null
+  }
+  return stdinSocketCache ?? undefined
+}
 
-/** `-X`: one session on stdin/stdout. A socket on stdin (inetd) is used as such. */
+/** Whether stdin is a network (TCP) socket, as opposed to a UNIX socket, pipe or terminal. */
+export const stdinIsNetworkSocket = (): boolean => stdinSocket()?.remoteAddress !== undefined
+
+/**
+ * `-X`: one session on stdin/stdout. A TCP socket on stdin is used as such (both ways); a
+ * UNIX socket or pipe is a local, pre-authenticated session, answered on stdout.
+ */
 export const fromStdio = (): Connection => {
-  if (stdinIsNetworkSocket()) return fromSocket(process.stdin as net.Socket)
-  return make({ input: process.stdin, output: process.stdout, socket: undefined })
+  const socket = stdinSocket()
+  if (socket !== undefined && socket.remoteAddress !== undefined) return fromSocket(socket)
+  return make({ input: socket ?? process.stdin, output: process.stdout, socket: undefined })
 }

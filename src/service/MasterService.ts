@@ -14,12 +14,12 @@
  * which stops libuv's accept loop before it can take a second connection. fd 4 itself stays
  * open for the next round.
  */
-import { Data, Deferred, Effect, Option } from "effect"
+import { Data, Deferred, Effect, Option, Schedule } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import { endianness } from "node:os"
 import { posix } from "./posix.js"
-import { fcntlLock } from "../util/fcntlLock.js"
+import { fcntlLock, LockBusy } from "../util/fcntlLock.js"
 import { Signals, type StopReason } from "./Signals.js"
 
 export const STATUS_FD = 3
@@ -68,8 +68,8 @@ export interface AcceptLoopOptions {
   readonly reuseTimeout: number
   /** The accept lock file, or undefined to run without one. */
   readonly lockPath: string | undefined
-  /** The program file whose change (inode, size, mtime) ends the process. */
-  readonly programFile: string | undefined
+  /** The program files whose change (inode, size, mtime) ends the process: an upgrade was installed. */
+  readonly programFiles: ReadonlyArray<string>
   readonly log: (line: string) => void
 }
 
@@ -77,22 +77,30 @@ type Accepted =
   | { readonly _tag: "Connection"; readonly socket: net.Socket }
   | { readonly _tag: "Stop"; readonly why: "timeout" | "program changed" | "signal" }
 
-const fileIdentity = (path: string): string | undefined => {
-  try {
-    const st = fs.statSync(path)
-    return `${st.ino}:${st.size}:${st.mtimeMs}`
-  } catch {
-    return undefined
-  }
-}
+/** inode, size and mtime of each file; a file that cannot be stat'ed counts as changed. */
+const filesIdentity = (paths: ReadonlyArray<string>): string =>
+  paths
+    .map((p) => {
+      try {
+        const st = fs.statSync(p)
+        return `${st.ino}:${st.size}:${st.mtimeMs}`
+      } catch {
+        return `missing:${Math.random()}`
+      }
+    })
+    .join("|")
 
 /** Waits for exactly one connection on fd 4 (see the module comment for how). */
 const acceptOne = (
   timeoutMs: number | undefined,
-  programFile: string | undefined,
-  programId: string | undefined,
+  programFiles: ReadonlyArray<string>,
+  programId: string,
   stop: Deferred.Deferred<StopReason>
 ): Effect.Effect<Accepted, MasterServiceError> => {
+  // Cyrus looks at the program file before every accept: a changed binary never serves again.
+  if (programFiles.length > 0 && filesIdentity(programFiles) !== programId) {
+    return Effect.succeed({ _tag: "Stop", why: "program changed" })
+  }
   const wait = Effect.async<Accepted, MasterServiceError>((resume) => {
     let fd: number
     try {
@@ -119,9 +127,9 @@ const acceptOne = (
     if (timeoutMs !== undefined) {
       timers.push(setTimeout(() => finish(Effect.succeed({ _tag: "Stop", why: "timeout" })), timeoutMs))
     }
-    if (programFile !== undefined) {
+    if (programFiles.length > 0) {
       const check = setInterval(() => {
-        if (fileIdentity(programFile) !== programId) {
+        if (filesIdentity(programFiles) !== programId) {
           finish(Effect.succeed({ _tag: "Stop", why: "program changed" }))
         }
       }, 2000)
@@ -133,8 +141,24 @@ const acceptOne = (
 }
 
 /**
+ * Takes the accept lock. Polled with non-blocking F_SETLK rather than a blocking F_SETLKW: a
+ * blocking wait would sit in libuv's thread pool where a stop signal cannot interrupt it.
+ * Returns false when a stop was requested first.
+ */
+const takeAcceptLock = (lockFd: number, stop: Deferred.Deferred<StopReason>): Effect.Effect<boolean, MasterServiceError> =>
+  Effect.raceFirst(
+    fcntlLock(lockFd, "write", false).pipe(
+      Effect.retry({ schedule: Schedule.spaced("20 millis"), while: (e) => e instanceof LockBusy }),
+      Effect.mapError((e) => new MasterServiceError({ message: `can't take the accept lock: ${e._tag}`, exitCode: 71 })),
+      Effect.as(true)
+    ),
+    Deferred.await(stop).pipe(Effect.as(false))
+  )
+
+/**
  * Runs the accept loop under master. `serve` handles one session on the accepted socket and
- * returns when it has ended (the socket closed). Returns the exit code the process should use.
+ * returns when it has ended (the socket closed). Returns the exit code the process should use:
+ * 0 when uses, reuse timeout, SIGHUP or a changed program end it; 75 after SIGTERM/SIGINT/SIGQUIT.
  */
 export const acceptLoop = <E, R>(
   options: AcceptLoopOptions,
@@ -143,34 +167,35 @@ export const acceptLoop = <E, R>(
   Effect.gen(function* () {
     const signals = yield* Signals
     const lockFd = options.lockPath === undefined ? undefined : openLockFile(options.lockPath, options.log)
-    const programId = options.programFile === undefined ? undefined : fileIdentity(options.programFile)
+    const programId = filesIdentity(options.programFiles)
+    const exitFor = (reason: Option.Option<StopReason>) => (Option.isSome(reason) && reason.value === "terminate" ? 75 : 0)
     let uses = 0
     while (true) {
       const timeoutMs =
         uses > 0 && options.reuseTimeout > 0
           ? Math.floor((options.reuseTimeout + Math.random() * options.reuseTimeout) * 1000)
           : undefined
-      if (lockFd !== undefined) {
-        yield* fcntlLock(lockFd, "write", true).pipe(
-          Effect.mapError((e) => new MasterServiceError({ message: `can't take the accept lock: ${e._tag}`, exitCode: 71 }))
-        )
+      if (lockFd !== undefined && !(yield* takeAcceptLock(lockFd, signals.stopRequested))) {
+        return exitFor(yield* signals.poll)
       }
-      const accepted = yield* acceptOne(timeoutMs, options.programFile, programId, signals.stopRequested).pipe(
+      const accepted = yield* acceptOne(timeoutMs, options.programFiles, programId, signals.stopRequested).pipe(
         Effect.ensuring(lockFd === undefined ? Effect.void : fcntlLock(lockFd, "unlock", false).pipe(Effect.ignore))
       )
       if (accepted._tag === "Stop") {
         if (accepted.why === "program changed") options.log("process file has changed")
-        const reason = yield* signals.poll
-        return Option.isSome(reason) && reason.value === "terminate" ? 75 : 0
+        return exitFor(yield* signals.poll)
       }
       yield* tellMaster(MasterStatus.UNAVAILABLE, options.log)
       accepted.socket.setKeepAlive(true)
       yield* tellMaster(MasterStatus.CONNECTION, options.log)
       uses++
-      yield* serve(accepted.socket).pipe(Effect.catchAllCause((cause) => Effect.sync(() => options.log(`session ended with an error: ${cause}`))))
+      yield* serve(accepted.socket).pipe(
+        Effect.catchAllCause((cause) => Effect.sync(() => options.log(`session ended with an error: ${cause}`)))
+      )
       const reason = yield* signals.poll
-      if (Option.isSome(reason)) return reason.value === "terminate" ? 75 : 0
-      if (options.maxUses > 0 && uses >= options.maxUses) return 0
+      if (Option.isSome(reason)) return exitFor(reason)
+      // As in Cyrus, -U 0 still serves one connection.
+      if (uses >= options.maxUses) return 0
       yield* tellMaster(MasterStatus.AVAILABLE, options.log)
     }
   })

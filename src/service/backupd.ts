@@ -4,10 +4,12 @@
  * errors, 78 for configuration errors, 75 after a graceful shutdown by signal.
  */
 import { FileSystem } from "@effect/platform"
+import { fileURLToPath } from "node:url"
 import { NodeFileSystem } from "@effect/platform-node"
 import { Cause, Deferred, Duration, Effect, Either, Exit, Layer, Schedule } from "effect"
 import * as fs from "node:fs"
 import type { Socket as NetSocket } from "node:net"
+import type * as tls from "node:tls"
 import { hostname } from "node:os"
 import * as path from "node:path"
 import { makeAuthenticator, makeAuthenticatorWith, makeAuthSettings, saslFailure, type AuthenticatorShape } from "../auth/index.js"
@@ -18,12 +20,14 @@ import { runSession, type SessionSettings } from "../session/Session.js"
 import { UserBackups, type UserBackupsShape } from "../store/UserBackups.js"
 import { userBackupsLayer } from "../store/userBackupsLive.js"
 import { makeServiceLog, type ServiceLog } from "../telemetry/ServiceLog.js"
-import { EX_CONFIG, EX_OK, EX_SOFTWARE, EX_USAGE } from "../util/sysexits.js"
+import { telemetryOpener } from "../telemetry/TelemetryLog.js"
+import { EX_CONFIG, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE } from "../util/sysexits.js"
 import { packageVersion, versionLine } from "../util/version.js"
 import { fromSocket, fromStdio, stdinIsNetworkSocket, type Connection } from "./Connection.js"
 import { acceptLoop } from "./MasterService.js"
 import { parseServiceArgs, usageText, type ServiceArgs } from "./ServiceArgs.js"
-import { Signals } from "./Signals.js"
+import { runDebugCommand } from "./debugCommand.js"
+import { Signals, type StopReason } from "./Signals.js"
 import { tlsOptionsFrom } from "./tlsOptions.js"
 
 const PROGRAM = "backupd"
@@ -62,19 +66,44 @@ export const authSettingsFrom = (config: CyrusConfig, args: ServiceArgs) =>
     cyrusUser: config.cyrusUser
   })
 
-/** One session on `conn`, with its own backups, staging directory and handlers. */
-export const serveConnection = (
-  conn: Connection,
-  env: {
-    readonly config: CyrusConfig
-    readonly auth: AuthenticatorShape
-    readonly backups: UserBackupsShape
-    readonly log: ServiceLog
-    readonly stop: Deferred.Deferred<"terminate" | "hangup">
-  }
-): Effect.Effect<void, never, FileSystem.FileSystem> =>
+/** What one session needs besides its connection. */
+export interface SessionEnv {
+  readonly config: CyrusConfig
+  readonly auth: AuthenticatorShape
+  readonly backups: UserBackupsShape
+  readonly log: ServiceLog
+  readonly stop: Deferred.Deferred<StopReason>
+  /** `-s`: TLS handshake before the banner (these options), else undefined. */
+  readonly wrapTls?: tls.TlsOptions | undefined
+}
+
+/**
+ * One session on `conn`, with its own backups, staging directory and handlers. Ends with a
+ * totals line in the log: who, how many APPLY/GET commands, bytes each way and duration.
+ */
+export const serveConnection = (conn: Connection, env: SessionEnv): Effect.Effect<void, never, FileSystem.FileSystem> =>
   Effect.scoped(
     Effect.gen(function* () {
+      const started = Date.now()
+      const totals = { apply: 0, get: 0, userid: undefined as string | undefined }
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          const s = conn.stats
+          env.log.notice(
+            `session totals: ${conn.peer.clientHost} user=${totals.userid ?? (conn.peer.isLocal ? env.auth.unixSocketIdentity.userid : "-")}` +
+              ` apply=${totals.apply} get=${totals.get} in=${s.protocolIn} out=${s.protocolOut}` +
+              ` wire_in=${s.transportIn} wire_out=${s.transportOut} secs=${((Date.now() - started) / 1000).toFixed(3)}`
+          )
+        })
+      )
+      if (env.wrapTls !== undefined) {
+        const handshake = yield* Effect.either(conn.startTls(env.wrapTls))
+        if (Either.isLeft(handshake)) {
+          env.log.notice(`TLS negotiation failed: ${conn.peer.clientHost}: ${handshake.left.message}`)
+          yield* conn.close
+          return
+        }
+      }
       const settings = sessionSettingsFrom(env.config)
       const sessionDir = path.join(settings.stagingDir, "sync.", String(process.pid))
       yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(sessionDir, { recursive: true, force: true })))
@@ -85,13 +114,40 @@ export const serveConnection = (
         log: env.log,
         idleCloseMs: IDLE_CLOSE_MS
       })
+      const counted: typeof handlers = {
+        ...handlers,
+        apply: (item, emit) => Effect.suspend(() => ((totals.apply += 1), handlers.apply(item, emit))),
+        get: (item, emit) => Effect.suspend(() => ((totals.get += 1), handlers.get(item, emit)))
+      }
       // Close idle backups even while the client says nothing (gaps.md G16).
       yield* Effect.forkScoped(
         Effect.repeat(backupSet.closeIdle(IDLE_CLOSE_MS), Schedule.spaced("30 seconds")).pipe(Effect.ignore)
       )
-      yield* runSession({ connection: conn, settings, auth: env.auth, handlers, log: env.log, stop: env.stop })
+      yield* runSession({
+        connection: conn,
+        settings,
+        auth: env.auth,
+        handlers: counted,
+        log: env.log,
+        stop: env.stop,
+        onLogin: (userid) => Effect.sync(() => void (totals.userid = userid)),
+        telemetry: telemetryOpener({
+          configDirectory: env.config.configDirectory,
+          ident: process.env["CYRUS_SERVICE"] ?? PROGRAM,
+          bySessionId: env.config.telemetryBySessionId,
+          sessionBase: env.config.syslogPrefix ?? env.config.serverName
+        })
+      })
     })
   )
+
+/** The files whose change means a new version was installed (checked between connections). */
+const programFiles = (): ReadonlyArray<string> => {
+  const files = [fileURLToPath(import.meta.url)]
+  const script = process.argv[1]
+  if (script !== undefined && script !== "" && fs.existsSync(script)) files.unshift(path.resolve(script))
+  return files
+}
 
 /** Runs backupd with `argv` (without node and script) and returns the process exit code. */
 export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
@@ -109,16 +165,37 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
     process.stdout.write(versionLine(PROGRAM) + "\n")
     return Promise.resolve(EX_OK)
   }
-  const service = process.env["CYRUS_SERVICE"] ?? PROGRAM
+  // master always sets both. Cyrus refuses to run without them even with -X; we let -X default
+  // them (service = program name, id 0) so a session can be run by hand, and refuse otherwise.
+  for (const name of ["CYRUS_SERVICE", "CYRUS_ID"]) {
+    const value = process.env[name]
+    if (!args.stdio && (value === undefined || value === "")) {
+      process.stderr.write(`${PROGRAM}: could not getenv(${name}); exiting\n`)
+      return Promise.resolve(EX_SOFTWARE)
+    }
+  }
+  const service = process.env["CYRUS_SERVICE"] || PROGRAM
+  const serviceId = process.env["CYRUS_ID"] || "0"
 
   const program = Effect.gen(function* () {
     const config = yield* Config
     const log = makeServiceLog({
       ident: `${process.env["CYRUS_SYSLOG_PREFIX"] ?? config.syslogPrefix ?? ""}${(process.env["CYRUS_SYSLOG_PREFIX"] ?? config.syslogPrefix) ? "/" : ""}${service}`,
       facility: config.syslogFacility,
-      debug: config.debug
+      debug: config.debug,
+      // BACKUPD_LOG_STDERR=1: log to stderr even when a syslog socket exists (containers, tests).
+      stderr: process.env["BACKUPD_LOG_STDERR"] === "1"
     })
     process.umask(config.umask)
+    if (args.debugCommand) yield* runDebugCommand(config.debugCommand, process.argv[1] ?? PROGRAM, service, log.info)
+    const tlsOptions = yield* Effect.try({
+      try: () => tlsOptionsFrom(config),
+      catch: (e) => ({ exit: EX_CONFIG, message: `TLS setup failed: ${(e as Error).message}` })
+    })
+    if (args.tlsWrapped && tlsOptions === undefined) {
+      log.error("Fatal error: imaps: required OpenSSL options not present")
+      return yield* Effect.fail({ exit: EX_CONFIG, message: "imaps: required OpenSSL options not present" })
+    }
     const authSettings = authSettingsFrom(config, args)
     const stdioIsPipe = args.stdio && !stdinIsNetworkSocket()
     const auth = yield* makeAuthenticator(authSettings).pipe(
@@ -131,14 +208,27 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
     )
     const backups = yield* UserBackups
     const signals = yield* Signals
-    const env = { config, auth, backups, log, stop: signals.stopRequested }
+    const env: SessionEnv = {
+      config,
+      auth,
+      backups,
+      log,
+      stop: signals.stopRequested,
+      wrapTls: args.tlsWrapped ? tlsOptions : undefined
+    }
+    yield* Effect.forkDaemon(
+      Effect.flatMap(Deferred.await(signals.stopRequested), (why) =>
+        Effect.sync(() => (why === "terminate" ? log.notice("graceful shutdown") : log.info("hangup: exiting after this session")))
+      )
+    )
     if (args.stdio) {
       yield* serveConnection(fromStdio(), env)
-      return EX_OK
+      const reason = yield* signals.poll
+      return reason._tag === "Some" && reason.value === "terminate" ? EX_TEMPFAIL : EX_OK
     }
-    const lockPath = path.join(config.configDirectory, "socket", `${service}-${process.env["CYRUS_ID"] ?? "0"}.lock`)
+    const lockPath = path.join(config.configDirectory, "socket", `${service}-${serviceId}.lock`)
     return yield* acceptLoop(
-      { maxUses: args.maxUses, reuseTimeout: args.reuseTimeout, lockPath, programFile: process.argv[1], log: log.error },
+      { maxUses: args.maxUses, reuseTimeout: args.reuseTimeout, lockPath, programFiles: programFiles(), log: log.error },
       (socket: NetSocket) => serveConnection(fromSocket(socket), env)
     ).pipe(Effect.mapError((e) => ({ exit: e.exitCode, message: e.message })))
   })
