@@ -24,6 +24,7 @@ import type { StopReason } from "../service/Signals.js"
 import { asCommandName, eatLine, endsLine, normaliseCommandWord, readWord } from "./CommandReader.js"
 import { Reply, type CommandName } from "./replies.js"
 import type { ServiceLog } from "../telemetry/ServiceLog.js"
+import { tapConnection, type TappedConnection, type TelemetryLog } from "../telemetry/TelemetryLog.js"
 
 export interface SessionSettings {
   /** `servername`, for the banner. */
@@ -64,6 +65,8 @@ export interface SessionDeps {
   readonly stop: Deferred.Deferred<StopReason>
   /** Called after a successful AUTHENTICATE (telemetry starts there). */
   readonly onLogin?: (userid: string) => Effect.Effect<void>
+  /** Opens the telemetry log of a user who just authenticated (None: no logging wanted). */
+  readonly telemetry?: (userid: string) => Effect.Effect<Option.Option<TelemetryLog>>
 }
 
 type Outcome = "continue" | "exit"
@@ -80,10 +83,18 @@ interface State {
 const CRLF = "\r\n"
 
 /** Runs one session to its end. Never fails: every problem becomes an answer or the end. */
-export const runSession = (deps: SessionDeps): Effect.Effect<void, never, FileSystem.FileSystem> =>
+export const runSession = (deps: SessionDeps): Effect.Effect<void, never, FileSystem.FileSystem> => {
+  // Everything goes through the tap, so telemetry sees the session's plaintext both ways.
+  const tapped = tapConnection(deps.connection)
+  return Effect.ensuring(sessionLoop(deps, tapped), Effect.sync(() => tapped.log()?.close()))
+}
+
+const sessionLoop = (deps: SessionDeps, tapped: TappedConnection): Effect.Effect<void, never, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const { connection: conn, settings, auth, handlers, log } = deps
-    const state: State = { userid: undefined, isAdmin: false, compressed: false, tlsDone: false }
+    const { settings, auth, handlers, log } = deps
+    const conn = tapped.connection
+    // With `-s` the connection is already TLS when the session starts.
+    const state: State = { userid: undefined, isAdmin: false, compressed: false, tlsDone: conn.tlsActive }
     const timeoutMs = Math.max(3000, Duration.toMillis(settings.syncTimeout))
 
     const source: ByteSource = conn.read.pipe(
@@ -179,6 +190,12 @@ export const runSession = (deps: SessionDeps): Effect.Effect<void, never, FileSy
         state.isAdmin = true
         log.notice(`login: ${conn.peer.clientHost} ${step.userid} ${step.mechanism}${conn.tlsActive ? "+TLS" : ""} User logged in`)
         yield* send(step.reply)
+        // The answer goes out before telemetry starts: the log begins with what follows it.
+        yield* flush
+        if (deps.telemetry) {
+          const telemetry = yield* deps.telemetry(step.userid)
+          if (Option.isSome(telemetry)) tapped.attach(telemetry.value)
+        }
         if (deps.onLogin) yield* deps.onLogin(step.userid)
         return CONTINUE
       })
@@ -256,7 +273,9 @@ export const runSession = (deps: SessionDeps): Effect.Effect<void, never, FileSy
       yield* handlers.closeIdle
       // Between commands, a stop request ends the session before anything new is read.
       // (SIGHUP only ends the process after this session: the session itself goes on.)
-      if (reader.buffered === 0 && Option.isNone(yield* Deferred.poll(deps.stop))) {
+      const stopSoFar = yield* Deferred.poll(deps.stop)
+      if (Option.isSome(stopSoFar) && (yield* stopSoFar.value) === "terminate") return EXIT
+      if (reader.buffered === 0 && Option.isNone(stopSoFar)) {
         const first = yield* Effect.raceFirst(
           Effect.map(reader.peekByte, (b) => ({ _tag: "Byte" as const, b })),
           Effect.map(Deferred.await(deps.stop), (why) => ({ _tag: "Stop" as const, why }))
