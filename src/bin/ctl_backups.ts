@@ -1,4 +1,6 @@
-import { runNotYetImplemented } from "../tools/notYet.js"
-import { ctlBackupsUsage } from "../tools/usageTexts.js"
+import { runCtlBackups } from "../tools/ctlBackups.js"
+import { processIo } from "../tools/toolIo.js"
 
-process.exitCode = runNotYetImplemented("ctl_backups", ctlBackupsUsage, process.argv.slice(2))
+runCtlBackups(process.argv.slice(2), processIo()).then((code) => {
+  process.exitCode = code
+})

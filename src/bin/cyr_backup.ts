@@ -1,4 +1,6 @@
-import { runNotYetImplemented } from "../tools/notYet.js"
-import { cyrBackupUsage } from "../tools/usageTexts.js"
+import { runCyrBackup } from "../tools/cyrBackup.js"
+import { processIo } from "../tools/toolIo.js"
 
-process.exitCode = runNotYetImplemented("cyr_backup", cyrBackupUsage, process.argv.slice(2))
+runCyrBackup(process.argv.slice(2), processIo()).then((code) => {
+  process.exitCode = code
+})

@@ -5,7 +5,7 @@
  */
 import { FileSystem } from "@effect/platform"
 import { fileURLToPath } from "node:url"
-import { NodeFileSystem } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Cause, Deferred, Duration, Effect, Either, Exit, Layer, Schedule } from "effect"
 import * as fs from "node:fs"
 import type { Socket as NetSocket } from "node:net"

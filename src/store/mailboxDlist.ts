@@ -4,7 +4,7 @@
  * into lists (unparsable ones left out), and `\Expunged` added to expunged records' flags.
  * backupd answers GET with it; restore sends it to the destination.
  */
-import { NodeFileSystem } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect } from "effect"
 import { ByteReader } from "../protocol/ByteReader.js"
 import { parseValue } from "../protocol/dlist/parse.js"

@@ -6,7 +6,7 @@
  *
  * Shared by `reindex.ts` and `verify.ts` (hence the name within the areas they own).
  */
-import { NodeFileSystem } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect } from "effect"
 import { ByteReader, ByteSourceError, EOF, byteClass, type ByteSource } from "../protocol/ByteReader.js"
 import { parseItem } from "../protocol/dlist/parse.js"

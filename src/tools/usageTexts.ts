@@ -1,60 +1,103 @@
-/** Usage texts of the companion tools; same commands, options and modes as Cyrus 3.6. */
+/**
+ * Usage texts of the companion tools. `cyr_backup` and `ctl_backups` print Cyrus 3.6.1's
+ * own text (with our additions marked in docs/tools.md): `-o` for cyr_backup, and the
+ * delete, move and reconstruct commands of ctl_backups.
+ */
 
-export const ctlBackupsUsage = `Usage:
-    ctl_backups [options] compact [mode] backup...
-    ctl_backups [options] list [list_opts] [[mode] backup...]
-    ctl_backups [options] lock [lock_opts] [mode] backup
-    ctl_backups [options] move [mode] backup partition
-    ctl_backups [options] reconstruct
-    ctl_backups [options] reindex [mode] backup...
-    ctl_backups [options] stat [mode] backup...
-    ctl_backups [options] verify [mode] backup...
+export const cyrBackupUsage = (argv0: string): string =>
+  [
+    "Usage:",
+    ...[
+      "list chunks",
+      "list mailboxes",
+      "list messages",
+      "list all",
+      "show chunks id...",
+      "show mailboxes [mboxname | uniqueid]...",
+      "show messages guid...",
+      "dump chunk id",
+      "dump message guid",
+      "json chunks",
+      "json mailboxes",
+      "json messages",
+      "json headers guid..."
+    ].map((c) => `    ${argv0} [options] [mode] backup ${c}`),
+    "",
+    "Commands:",
+    "    list                # list specified items",
+    "    show                # show detailed information for specified items",
+    "    dump                # show entire item",
+    "    json                # show detailed information in json format",
+    "",
+    "Options:",
+    "    -C alt_config       # alternate config file",
+    "    -o file             # dump: write to file instead of standard output",
+    "    -v                  # verbose",
+    "",
+    "Modes:",
+    "    -f                  # specified backup interpreted as filename",
+    "    -m                  # specified backup interpreted as mboxname",
+    "    -u                  # specified backup interpreted as userid (default)",
+    "",
+    ""
+  ].join("\n")
 
-Options:
-    -C alt_config       # use alt_config instead of /etc/imapd.conf
-    -F                  # force the command even when it seems unneeded
-    -S                  # stop at the first error
-    -V                  # skip checksum verification (faster read-only commands)
-    -j                  # JSON output
-    -v                  # more output (repeatable)
-    -w                  # wait for locks instead of skipping locked backups
-
-List options:
-    -t [hours]          # only backups not updated for this many hours (default 24)
-
-Lock options:
-    -c                  # create the backup exclusively
-    -p                  # hold the lock until end of input on stdin (default)
-    -s                  # hold the lock and open the index in sqlite3
-    -x command          # hold the lock while running command
-
-Modes:
-    -A                  # every known backup
-    -D                  # arguments are domains
-    -P                  # arguments are userid prefixes
-    -f                  # arguments are file names
-    -m                  # arguments are mailbox names
-    -u                  # arguments are userids (default)`
-
-export const cyrBackupUsage = `Usage:
-    cyr_backup [options] [mode] backup list chunks|mailboxes|messages|all
-    cyr_backup [options] [mode] backup show chunks id...
-    cyr_backup [options] [mode] backup show mailboxes [mboxname | uniqueid]...
-    cyr_backup [options] [mode] backup show messages guid...
-    cyr_backup [options] [mode] backup dump chunk id
-    cyr_backup [options] [mode] backup dump message guid
-    cyr_backup [options] [mode] backup json chunks|mailboxes|messages
-    cyr_backup [options] [mode] backup json headers guid...
-
-Options:
-    -C alt_config       # use alt_config instead of /etc/imapd.conf
-    -o file             # with dump: write to file instead of standard output
-    -v                  # more output
-
-Modes:
-    -f                  # backup is a file name
-    -m                  # backup is a mailbox name
-    -u                  # backup is a userid (default)`
+export const ctlBackupsUsage = (argv0: string): string =>
+  [
+    "Usage:",
+    ...[
+      "compact [mode] backup...",
+      "delete [mode] backup",
+      "list [list_opts] [[mode] backup...]",
+      "lock [lock_opts] [mode] backup",
+      "move [mode] backup partition",
+      "reconstruct",
+      "reindex [mode] backup...",
+      "stat [mode] backup...",
+      "verify [mode] backup..."
+    ].map((c) => `    ${argv0} [options] ${c}`),
+    "",
+    "Commands:",
+    "    compact             # compact specified backups",
+    "    delete              # delete specified backup (files and backups.db entry)",
+    "    list [list_opts]    # list backups (all if none specified)",
+    "    lock [lock_opts]    # lock specified backup",
+    "    move                # move specified backup to another partition",
+    "    reconstruct         # rebuild backups.db from the backup partitions",
+    "    reindex             # reindex specified backups",
+    "    stat                # show stats of specified backups",
+    "    verify              # verify specified backups",
+    "",
+    "Options:",
+    "    -C alt_config       # alternate config file",
+    "    -F                  # force (run command even if not needed)",
+    "    -S                  # stop on error",
+    "    -V                  # don't verify checksums (faster read-only ops)",
+    "    -j                  # output in JSON format",
+    "    -v                  # verbose (repeat for more verbosity)",
+    "    -w                  # wait for locks (don't skip locked backups)",
+    "",
+    "List options:",
+    "    -t [hours]          # stale (no update in hours) backups only (default: 24)",
+    "",
+    "Lock options:",
+    "    -c                  # exclusively create backup",
+    "    -p                  # lock backup and wait for eof on stdin (default)",
+    "    -s                  # lock backup and open index in sqlite3",
+    "    -x command          # lock backup and execute command",
+    "",
+    "Modes:",
+    "    -A                  # all known backups",
+    "    -D                  # specified backups interpreted as domains",
+    "    -P                  # specified backups interpreted as userid prefixes",
+    "    -f                  # specified backups interpreted as filenames",
+    "    -m                  # specified backups interpreted as mboxnames",
+    "    -u                  # specified backups interpreted as userids (default)",
+    "",
+    "    Modes -A, -D, -P not available for all commands",
+    "",
+    ""
+  ].join("\n")
 
 export const restoreUsage = `Usage:
     restore [options] server [mode] backup [mboxname | uniqueid | guid]...

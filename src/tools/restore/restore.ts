@@ -7,7 +7,7 @@
  *
  * Every failure ends the run with one line on stderr and a sysexits code (see docs/restore.md).
  */
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Either, Layer, Option, Stream } from "effect"
 import * as fs from "node:fs"
 import { Config, type CyrusConfig } from "../../config/index.js"

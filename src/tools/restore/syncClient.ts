@@ -7,7 +7,7 @@
  * Commands are written from a Stream of bytes, so message bodies go from the backup to the
  * socket (or the deflater) in pieces, with the socket's back-pressure respected.
  */
-import { NodeFileSystem } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { connect, type Socket } from "node:net"
 import type { Writable } from "node:stream"
 import zlib from "node:zlib"

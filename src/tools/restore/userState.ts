@@ -8,7 +8,7 @@
  * state of a mailbox whose UIDs the destination renumbered (restored without `-U`), which is
  * skipped.
  */
-import { NodeFileSystem } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect, Stream } from "effect"
 import { ByteReader, byteClass } from "../../protocol/ByteReader.js"
 import { parseItem } from "../../protocol/dlist/parse.js"
