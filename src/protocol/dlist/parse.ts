@@ -632,14 +632,9 @@ const takeFile = (
             )
           })
           .pipe(eofToParseError)
-        if (opened !== undefined && writeError === undefined) {
-          yield* opened.sync.pipe(
-            Effect.catchAll((e) => {
-              writeError = e
-              return Effect.void
-            })
-          )
-        }
+        // No fsync (Cyrus does one per staged file): a staged file is scratch space. Whoever
+        // stores it reads it back and checks size and SHA-1, and the durable copy is the
+        // data file, which is synced before an APPLY is acknowledged.
       })
     )
     if (writeError !== undefined) return yield* failAt(reader, "staging failed", writeError)
