@@ -5,14 +5,16 @@
  *
  * Beyond the original (which prints "unimplemented" or does nothing): `delete`, `move` to
  * another partition and `reconstruct` (rebuild backups.db from the partitions); see
- * maintenance.ts. `compact` is not implemented yet: it says so and exits 69.
+ * maintenance.ts. `compact` is src/store/compact.ts (Cyrus's rules, but unchanged leading
+ * chunks are kept byte for byte).
  */
 import { spawn } from "node:child_process"
 import { Effect, Option } from "effect"
 import type { CyrusConfig } from "../config/index.js"
+import { compactBackup } from "../store/compact.js"
 import { reindexFile } from "../store/reindex.js"
 import { BackupsDb, type BackupsDbService } from "../store/locate/index.js"
-import { EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE } from "../util/sysexits.js"
+import { EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE } from "../util/sysexits.js"
 import { versionLine } from "../util/version.js"
 import { errorMessage, fixed6_1, IMAP_INTERNAL, IMAP_IOERROR, IMAP_MAILBOX_LOCKED, localTime } from "./cFormat.js"
 import { cyrusVerify } from "./cyrusVerify.js"
@@ -318,6 +320,42 @@ const reindexOne = (run: Run, t: Target) =>
     return settle(run, r)
   })
 
+const compactOne = (run: Run, t: Target) =>
+  Effect.gen(function*() {
+    const c = run.config
+    const result = yield* Effect.either(
+      compactBackup(t.dataPath, {
+        retention: c.backupRetention,
+        minBytes: c.backupCompactMinBytes,
+        maxBytes: c.backupCompactMaxBytes,
+        workThreshold: c.backupCompactEffectiveWorkThreshold,
+        keepPrevious: c.backupKeepPrevious,
+        force: run.args.force,
+        wait: run.args.wait,
+        stagingDir: c.backupStagingPath
+      })
+    )
+    let r = 0
+    if (result._tag === "Left") {
+      const e = result.left
+      r = e._tag === "CompactFailed" ? IMAP_IOERROR : openErrorCode(e)
+      if (e._tag === "CompactFailed" || e._tag === "BackupIoError" || e._tag === "BackupIndexError") {
+        yield* run.p.err(`${who(t)}: ${e.message}\n`)
+      }
+    } else if (!result.right.compacted) {
+      r = 1
+    } else {
+      const report = result.right
+      if (run.args.verbose > 0) {
+        yield* run.p.out(`keeping ${report.keptChunks.length} chunks:\n${report.keptChunks.map((id) => ` ${id}`).join("")}\n`)
+        for (const line of report.log) yield* run.p.out(`${line}\n`)
+      }
+      for (const e of report.readErrors) yield* run.p.out(`error reading chunk at offset ${e.offset}, byte ${e.byte}: ${e.message}\n`)
+    }
+    yield* printStatus(run, "compact", t, r)
+    return settle(run, r)
+  })
+
 /** Waits for end of input on stdin (lock -p). */
 const untilStdinEnds = (io: ToolIo) =>
   Effect.async<void>((resume) => {
@@ -420,6 +458,7 @@ const perBackup = (args: CtlArgs): One | undefined => {
     case "stat": return statOne
     case "verify": return verifyOne
     case "reindex": return reindexOne
+    case "compact": return compactOne
     case "lock": return lockOne
     case "delete": return deleteOne
     case "move": return moveOne(args.names[1]!)
@@ -431,10 +470,6 @@ const program = (args: CtlArgs, io: ToolIo): Effect.Effect<number, ToolExit> =>
   Effect.gen(function*() {
     const p = printer(io)
     const config = yield* loadConfig(PROGRAM, args.altConfig, io)
-    if (args.command === "compact") {
-      yield* p.err(`${PROGRAM}: compact is not implemented in this version of cyrus-backupd\n`)
-      return EX_UNAVAILABLE
-    }
     const main = Effect.gen(function*() {
       const db = yield* BackupsDb
       const bar = progressBar(io)
