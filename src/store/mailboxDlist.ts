@@ -9,42 +9,18 @@ import { Effect } from "effect"
 import { ByteReader } from "../protocol/ByteReader.js"
 import { parseValue } from "../protocol/dlist/parse.js"
 import { atom, flag, kvlist, list, nil, num, type Dlist } from "../protocol/dlist/value.js"
+import type { MailboxRow, RecordRow } from "./backupReader.js"
 
-export interface MailboxFields {
+/** The mailbox row's fields the dlist carries; the uniqueid may be dropped (restore without -U). */
+export type MailboxFields = Omit<MailboxRow, "id" | "lastChunkId" | "deleted" | "uniqueid"> & {
   readonly uniqueid: string | null
-  readonly mboxname: string
-  readonly mboxtype: string | null
-  readonly lastUid: number
-  readonly highestmodseq: bigint
-  readonly recentuid: number
-  readonly recenttime: number
-  readonly lastAppenddate: number
-  readonly pop3LastLogin: number
-  readonly pop3ShowAfter: number
-  readonly uidvalidity: number
-  readonly partition: string | null
-  readonly acl: string | null
-  readonly options: string | null
-  readonly syncCrc: number
-  readonly syncCrcAnnot: number
-  readonly quotaroot: string | null
-  readonly xconvmodseq: bigint
-  /** Keyless dlist text as the index keeps it, or "". */
-  readonly annotations: string
 }
 
-export interface RecordFields {
-  readonly uid: number
-  readonly modseq: bigint
-  readonly lastUpdated: number
-  readonly internaldate: number
-  readonly guid: string
-  readonly size: number
-  /** Keyless dlist text as the index keeps it, e.g. `(\Seen)`, or "". */
-  readonly flags: string
-  readonly annotations: string
-  readonly expunged: boolean
-}
+/** A record's fields the dlist carries, with expunged as a flag. */
+export type RecordFields = Pick<
+  RecordRow,
+  "uid" | "modseq" | "lastUpdated" | "internaldate" | "guid" | "size" | "flags" | "annotations"
+> & { readonly expunged: boolean }
 
 const str = (s: string | null): Dlist => (s === null ? nil : atom(s))
 

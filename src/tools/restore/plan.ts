@@ -9,41 +9,12 @@
  */
 import { Effect, Option } from "effect"
 import type { BackupReader, MailboxWithRecords, ReadError, RecordRow } from "../../store/backupReader.js"
+import type { MailboxFields, RecordFields } from "../../store/mailboxDlist.js"
 import type { ExpungedMode } from "./options.js"
 
-export interface PlannedRecord {
-  readonly uid: number
-  readonly modseq: bigint
-  readonly lastUpdated: number
-  readonly internaldate: number
-  readonly guid: string
-  readonly size: number
-  /** Keyless dlist text as the index keeps it, e.g. `(\Seen)`; "" for none. */
-  readonly flags: string
-  readonly annotations: string
-  readonly expunged: boolean
-}
+export type PlannedRecord = RecordFields
 
-export interface PlannedMailbox {
-  readonly uniqueid: string | null
-  readonly mboxname: string
-  readonly mboxtype: string | null
-  readonly lastUid: number
-  readonly highestmodseq: bigint
-  readonly recentuid: number
-  readonly recenttime: number
-  readonly lastAppenddate: number
-  readonly pop3LastLogin: number
-  readonly pop3ShowAfter: number
-  readonly uidvalidity: number
-  readonly partition: string | null
-  readonly acl: string | null
-  readonly options: string | null
-  readonly syncCrc: number
-  readonly syncCrcAnnot: number
-  readonly quotaroot: string | null
-  readonly xconvmodseq: bigint
-  readonly annotations: string
+export interface PlannedMailbox extends MailboxFields {
   readonly records: ReadonlyArray<PlannedRecord>
   /** The mailbox's uniqueid in the backup (null for a folder made up by `-M`). */
   readonly sourceUniqueid: string | null
