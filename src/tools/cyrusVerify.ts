@@ -40,7 +40,12 @@ interface StepOutcome {
 /** How the C code would have reported this step's problems. */
 const judge = (step: Step, problems: ReadonlyArray<VerifyProblem>): StepOutcome => {
   if (step === "checksums") {
-    const p = problems[0]!
+    // The C code words only checksum and length mismatches; report the first of those (a
+    // member missing at the end of the file reads as 0 bytes there), the rest as ours.
+    const worded = (x: VerifyProblem) => CHECKSUM.test(x.message) || LENGTH.test(x.message)
+    const p = problems.find(worded) ?? problems[0]!
+    // (the C code stops at its first mismatch, so later worded ones are not reported)
+    const others = problems.filter((x) => !worded(x)).map((x) => x.message)
     const sum = CHECKSUM.exec(p.message)
     if (sum !== null) {
       const [, kind, chunk, disk, index] = sum
@@ -48,15 +53,15 @@ const judge = (step: Step, problems: ReadonlyArray<VerifyProblem>): StepOutcome 
         code: strncmpCode(index!, disk!) || -1,
         lines: [`${kind} checksum mismatch for chunk ${chunk}: ${disk} on disk, ${index} in index`],
         substeps: kind === "file" ? 1 : 3,
-        diagnostics: []
+        diagnostics: others
       }
     }
     const len = LENGTH.exec(p.message)
     if (len !== null) {
       // Cyrus's wording has no space after the comma
-      return { code: -1, lines: [`data length mismatch for chunk ${len[1]}: ${len[2]} on disk,${len[3]} in index`], substeps: 2, diagnostics: [] }
+      return { code: -1, lines: [`data length mismatch for chunk ${len[1]}: ${len[2]} on disk,${len[3]} in index`], substeps: 2, diagnostics: others }
     }
-    return { code: -1, lines: [], substeps: 3, diagnostics: [p.message] }
+    return { code: -1, lines: [], substeps: 3, diagnostics: problems.map((x) => x.message) }
   }
   if (step === "messages") {
     const guid = problems.find((p) => p.message.startsWith("guid mismatch for message "))
