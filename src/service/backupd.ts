@@ -78,6 +78,31 @@ export interface SessionEnv {
 }
 
 /**
+ * Staging directories `sync./<pid>` of processes that no longer run (killed mid-session) are
+ * removed; a live process's directory is left alone.
+ */
+export const removeOrphanedStaging = (base: string, log: ServiceLog): void => {
+  let entries: Array<string>
+  try {
+    entries = fs.readdirSync(base)
+  } catch {
+    return
+  }
+  for (const name of entries) {
+    const pid = Number(name)
+    if (!/^\d+$/.test(name) || pid === process.pid) continue
+    try {
+      process.kill(pid, 0)
+      continue
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EPERM") continue
+    }
+    log.info(`removing staging directory of ended process ${pid}`)
+    fs.rmSync(path.join(base, name), { recursive: true, force: true })
+  }
+}
+
+/**
  * One session on `conn`, with its own backups, staging directory and handlers. Ends with a
  * totals line in the log: who, how many APPLY/GET commands, bytes each way and duration.
  */
@@ -106,6 +131,7 @@ export const serveConnection = (conn: Connection, env: SessionEnv): Effect.Effec
       }
       const settings = sessionSettingsFrom(env.config)
       const sessionDir = path.join(settings.stagingDir, "sync.", String(process.pid))
+      removeOrphanedStaging(path.join(settings.stagingDir, "sync."), env.log)
       yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(sessionDir, { recursive: true, force: true })))
       const backupSet = yield* makeBackupSet(env.backups, path.join(sessionDir, "pending"))
       const handlers = makeHandlers({
