@@ -17,7 +17,7 @@ import { openAtTime } from "../../src/store/pointInTime.js"
 import { mailboxItem } from "../../src/tools/restore/mailboxDlist.js"
 import { parseRestoreArgs, parseTime, type RestoreOptions } from "../../src/tools/restore/options.js"
 import { buildPlan, classifyObject, internalName, trimDeletedPrefix, type PlanOptions } from "../../src/tools/restore/plan.js"
-import { reserveItem } from "../../src/tools/restore/transfer.js"
+import { reserveItem, uploadMessages } from "../../src/tools/restore/transfer.js"
 import { storedSieveItem } from "../../src/tools/restore/userState.js"
 import { parseServerAddress } from "../../src/tools/restore/syncClient.js"
 
@@ -190,4 +190,38 @@ describe("point in time on the golden backup", () => {
       const none = yield* Effect.scoped(Effect.flatMap(openAtTime(data, 1000, { tempDir: os.tmpdir() }), (v) => v.reader.mailboxes()))
       expect(none).toEqual([])
     }))
+})
+
+describe("restore upload progress", () => {
+  it("reports every message sent, with running byte counts that end at the total", async () => {
+    const data = goldenCopy()
+    const steps: Array<[number, number, number, number]> = []
+    const sentBytes: Array<number> = []
+    const session = {
+      banner: [],
+      compressed: false,
+      sieveMailbox: false,
+      command: <E>(_label: string, bytes: Stream.Stream<Uint8Array, E>) =>
+        Stream.runForEach(bytes, (c) => Effect.sync(() => void sentBytes.push(c.byteLength))).pipe(
+          Effect.as({ untagged: [], text: "Success" })
+        )
+    }
+    const report = await Effect.runPromise(
+      Effect.scoped(
+        Effect.gen(function*() {
+          const reader = yield* openForRead(data)
+          const guids = (yield* reader.messages()).map((m) => m.guid)
+          return yield* uploadMessages(session, reader, "default", guids, () => {}, (d, t, db, tb) => void steps.push([d, t, db, tb]))
+        })
+      )
+    )
+    expect(report.messages).toBeGreaterThan(0)
+    expect(steps).toHaveLength(report.messages)
+    expect(steps.map((s) => s[0])).toEqual(steps.map((_, i) => i + 1))
+    const last = steps[steps.length - 1]!
+    expect(last[0]).toBe(last[1])
+    expect(last[2]).toBe(report.bytes)
+    expect(last[3]).toBe(report.bytes)
+    expect(sentBytes.reduce((a, b) => a + b, 0)).toBeGreaterThan(report.bytes)
+  })
 })

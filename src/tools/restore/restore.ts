@@ -29,6 +29,8 @@ import { restoreUserState } from "./userState.js"
 export interface RestoreIo {
   readonly stdout: (text: string) => void
   readonly stderr: (text: string) => void
+  /** Whether stderr is a terminal: only then is a progress bar drawn. */
+  readonly stderrIsTty?: boolean
   /** stdin, for `-F -`. */
   readonly stdin?: () => string
 }
@@ -36,7 +38,26 @@ export interface RestoreIo {
 const defaultIo: RestoreIo = {
   stdout: (t) => void process.stdout.write(t),
   stderr: (t) => void process.stderr.write(t),
+  stderrIsTty: process.stderr.isTTY === true,
   stdin: () => fs.readFileSync(0, "latin1")
+}
+
+/** `[#####-----] 120/400 messages, 35.2/96.0 MB` on a terminal; nothing otherwise. */
+const uploadProgress = (io: RestoreIo) => {
+  if (io.stderrIsTty !== true) return { step: () => {}, clear: () => {} }
+  let shown = false
+  const mb = (n: number) => (n / 1e6).toFixed(1)
+  return {
+    step: (done: number, total: number, doneBytes: number, totalBytes: number) => {
+      const filled = total > 0 ? Math.round((24 * done) / total) : 24
+      io.stderr(`\r\x1b[K[${"#".repeat(filled)}${"-".repeat(24 - filled)}] ${done}/${total} messages, ${mb(doneBytes)}/${mb(totalBytes)} MB`)
+      shown = true
+    },
+    clear: () => {
+      if (shown) io.stderr("\r\x1b[K")
+      shown = false
+    }
+  }
 }
 
 /** Where the backup lives and whose it is. */
@@ -141,7 +162,8 @@ const program = (o: RestoreOptions, io: RestoreIo) =>
     for (const [partition, guids] of plan.reserve) {
       const missing = yield* reserveMissing(session, partition, plan.reserveFolders, guids)
       verbose(`${partition}: ${guids.length} messages offered, ${missing.length} missing at the destination`)
-      yield* uploadMessages(session, reader, partition, missing, verbose)
+      const bar = uploadProgress(io)
+      yield* uploadMessages(session, reader, partition, missing, verbose, bar.step).pipe(Effect.ensuring(Effect.sync(bar.clear)))
     }
 
     const key = o.localOnly ? "LOCAL_MAILBOX" : "MAILBOX"

@@ -70,7 +70,9 @@ export const uploadMessages = (
   reader: BackupReader,
   partition: string,
   guids: ReadonlyArray<string>,
-  log: (line: string) => void
+  log: (line: string) => void,
+  /** Called after each message is sent: messages and bytes done of the totals. */
+  progress: (done: number, total: number, doneBytes: number, totalBytes: number) => void = () => {}
 ): Effect.Effect<UploadReport, SyncError | ReadError> =>
   Effect.gen(function*() {
     const present: Array<{ guid: string; size: number }> = []
@@ -82,6 +84,17 @@ export const uploadMessages = (
     }
     for (const g of absent) log(`couldn't find message ${g} in the backup`)
     let total = 0
+    let sent = 0
+    let sentBytes = 0
+    const allBytes = present.reduce((sum, m) => sum + m.size, 0)
+    const counted = (m: { readonly size: number }) =>
+      Stream.fromEffect(
+        Effect.sync(() => {
+          sent++
+          sentBytes += m.size
+          progress(sent, present.length, sentBytes, allBytes)
+        })
+      ).pipe(Stream.drain)
     for (let i = 0; i < present.length; i += MESSAGE_BATCH) {
       const batch = present.slice(i, i + MESSAGE_BATCH)
       const body = Stream.concat(
@@ -90,7 +103,7 @@ export const uploadMessages = (
           Stream.flatMap(Stream.fromIterable(batch.entries()), ([n, m]) =>
             Stream.concat(
               Stream.succeed(bytes(`${n > 0 ? " " : ""}%{${astring(partition)} ${m.guid} ${m.size}}\r\n`)),
-              exactly(reader.messageBytes(m.guid), m.size, m.guid)
+              Stream.concat(exactly(reader.messageBytes(m.guid), m.size, m.guid), counted(m))
             )
           )
         ),
