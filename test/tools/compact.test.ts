@@ -14,6 +14,8 @@ import { atom, flag, item, kvlist, list, type Dlist, type File, type Item } from
 import { openForAppend } from "../../src/store/backupWriter.js"
 import { openForRead } from "../../src/store/backupReader.js"
 import { verifyFile } from "../../src/store/verify.js"
+import { runRestore } from "../../src/tools/restore/restore.js"
+import { recorder } from "../support/syncRecorder.js"
 import { chownIfRoot, haveCyrus, makeServer, runOurs, runTheirs, warnNoCyrus } from "./support.js"
 
 warnNoCyrus("compact tests")
@@ -158,6 +160,25 @@ describe.skipIf(!haveCyrus)("ctl_backups compact", () => {
     )
     expect(read).toEqual(built.live.map((m) => m.body))
     expect(await messageGuids(data)).toEqual(built.live.map((m) => m.guid).sort())
+
+    // a later restore (to a recording sync server) still sends every live message, byte for byte
+    const socketPath = path.join(server.dir, "restore-recorder.sock")
+    const rec = await recorder(socketPath)
+    let restoreErr = ""
+    const restoreCode = await runRestore(["-C", server.conf, "-U", "-a", socketPath, "carol@example.com"], {
+      stdout: () => {},
+      stderr: (t) => void (restoreErr += t)
+    }).finally(() => rec.close())
+    expect(restoreCode, restoreErr).toBe(0)
+    const uploaded = new Map<string, Buffer>()
+    for (const c of rec.commands) {
+      for (const m of c.matchAll(/%\{\S+ ([0-9a-f]{40}) (\d+)\}\r\n/g)) {
+        const start = m.index + m[0].length
+        uploaded.set(m[1]!, Buffer.from(c.slice(start, start + Number(m[2])), "latin1"))
+      }
+    }
+    expect([...uploaded.keys()].sort()).toEqual(built.live.map((m) => m.guid).sort())
+    for (const m of built.live) expect(uploaded.get(m.guid)).toEqual(m.body)
 
     // the C compact of the same backup keeps the same messages
     const theirs = await runTheirs("ctl_backups", ["-C", server.conf, "-f", "compact", copy])
