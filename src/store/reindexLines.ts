@@ -9,7 +9,7 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect } from "effect"
 import { ByteReader, ByteSourceError, EOF, byteClass, type ByteSource } from "../protocol/ByteReader.js"
-import { parseItem } from "../protocol/dlist/parse.js"
+import { parseItem, type FileHandling } from "../protocol/dlist/parse.js"
 import type { Item } from "../protocol/dlist/value.js"
 import { inflateMember, type MemberEnd } from "./memberReader.js"
 
@@ -39,11 +39,13 @@ const SP = byteClass(0x20)
 const LF = byteClass(0x0a)
 const DIGITS = /^[0-9]+$/
 
-class LineError {
-  constructor(readonly offset: number, readonly message: string) {}
+/** A line that could not be read: where it starts, where the problem was noticed, and why. */
+export class DataLineError {
+  constructor(readonly offset: number, readonly position: number, readonly message: string) {}
 }
 
-const describe = (e: unknown): string => {
+/** A one-line reason for a parse or source failure. */
+export const describe = (e: unknown): string => {
   if (e !== null && typeof e === "object") {
     const o = e as { _tag?: unknown; reason?: unknown; message?: unknown; cause?: unknown }
     if (typeof o.reason === "string") return o.reason
@@ -54,8 +56,15 @@ const describe = (e: unknown): string => {
   return String(e)
 }
 
-/** Reads the next line; null at a clean end of the chunk. */
-const nextLine = (reader: ByteReader): Effect.Effect<ChunkLine | null, LineError | ByteSourceError> =>
+/**
+ * Reads the next data-file line (`<ts> <COMMAND> <dlist>`); null at a clean end of the chunk.
+ * Message bodies are only hashed, or, with `files: Stage`, written to staging files (compaction
+ * writes them again through the append path).
+ */
+export const readDataLine = (
+  reader: ByteReader,
+  files: FileHandling = { _tag: "Discard" }
+): Effect.Effect<ChunkLine | null, DataLineError | ByteSourceError> =>
   Effect.gen(function*() {
     // Comment lines (the chunk header) are skipped.
     for (;;) {
@@ -66,12 +75,12 @@ const nextLine = (reader: ByteReader): Effect.Effect<ChunkLine | null, LineError
       if (skipped.terminator === EOF) return null
     }
     const offset = reader.position
-    const fail = (message: string) => Effect.fail(new LineError(offset, message))
+    const fail = (message: string) => Effect.fail(new DataLineError(offset, reader.position, message))
     const ts = yield* reader.readToken(SP, 32).pipe(Effect.catchTag("TokenTooLong", () => fail("timestamp too long")))
     if (ts.terminator === EOF || !DIGITS.test(ts.token)) return yield* fail("line does not start with a timestamp")
     const word = yield* reader.readToken(SP, 64).pipe(Effect.catchTag("TokenTooLong", () => fail("command word too long")))
     if (word.terminator === EOF) return yield* fail("line ends after its command word")
-    const parsed = yield* parseItem(reader, { files: { _tag: "Discard" } }).pipe(
+    const parsed = yield* parseItem(reader, { files }).pipe(
       Effect.catchTag("DlistParseError", (e) => fail(`didn't parse dlist: ${describe(e)}`)),
       Effect.provide(NodeFileSystem.layer)
     )
@@ -133,20 +142,20 @@ const walkWith = <E, R>(
     )
     const reader = ByteReader.make(source)
     let parseError: ChunkWalk["parseError"]
-    const lines: Effect.Effect<void, E | LineError | ByteSourceError, R> = Effect.gen(function*() {
+    const lines: Effect.Effect<void, E | DataLineError | ByteSourceError, R> = Effect.gen(function*() {
       if (onLine === undefined) return
       for (;;) {
-        const line = yield* nextLine(reader)
+        const line = yield* readDataLine(reader)
         if (line === null) return
         yield* onLine(line)
       }
     })
     yield* lines.pipe(
       Effect.catchIf(
-        (e): e is LineError | ByteSourceError => e instanceof LineError || e instanceof ByteSourceError,
+        (e): e is DataLineError | ByteSourceError => e instanceof DataLineError || e instanceof ByteSourceError,
         (e) =>
           Effect.sync(() => {
-            if (e instanceof LineError) parseError = { offset: e.offset, message: e.message }
+            if (e instanceof DataLineError) parseError = { offset: e.offset, message: e.message }
           })
       )
     )
