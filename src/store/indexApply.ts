@@ -194,8 +194,9 @@ const indexRename = (sql: Sql, d: Dlist) => {
     return reject("RENAME", "bad-parameters", "needs OLDMBOXNAME, NEWMBOXNAME, PARTITION, UIDVALIDITY")
   }
   // As Cyrus: by name, and last_chunk_id left alone (gaps G2) so `ctl_backups verify` keeps passing.
+  // Unlike Cyrus, a deleted mailbox that once had the old name keeps it: only the live one moves.
   return Effect.asVoid(
-    run(sql, `UPDATE mailbox SET mboxname = ${T}, partition = ${T}, uidvalidity = ? WHERE mboxname = ${T};`, [
+    run(sql, `UPDATE mailbox SET mboxname = ${T}, partition = ${T}, uidvalidity = ? WHERE mboxname = ${T} AND deleted IS NULL;`, [
       textParam(newName),
       textParam(partition),
       uidvalidity,

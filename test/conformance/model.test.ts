@@ -140,6 +140,18 @@ const regressions: ReadonlyArray<{ readonly name: string; readonly ops: Readonly
       { kind: "sieve", name: "main.script", content: "keep;" },
       { kind: "unsieve", name: 0 }
     ]
+  },
+  {
+    // Found in CI (seed -829785134): RENAME by name also renamed the deleted mailbox that had
+    // had the same name, whose chunk then no longer matched it (verify: missing mailbox data).
+    name: "rename of a re-created mailbox leaves the deleted one of the same name alone",
+    ops: [
+      { kind: "create", leaf: "Trash" },
+      { kind: "delete", box: 0 },
+      { kind: "create", leaf: "Trash" },
+      { kind: "rename", box: 0, leaf: "Work", toDeleted: false },
+      { kind: "append", box: 0, body: "", flags: [], dup: 0 }
+    ]
   }
 ]
 
@@ -147,6 +159,13 @@ describe("model-based conformance (in-process backupd)", () => {
   for (const r of regressions) it(`regression: ${r.name}`, () => runSequence(r.ops))
 
   it(`random operation sequences (${RUNS} runs)`, async () => {
-    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 20 }), runSequence), { numRuns: RUNS, endOnFailure: false })
+    // CI runs a fixed seed (a red CI must mean a regression, not a new draw); the long run and
+    // CYB_MODEL_SEED explore others. New counterexamples go into `regressions` above.
+    const seed = process.env["CYB_MODEL_SEED"] !== undefined ? Number(process.env["CYB_MODEL_SEED"]) : LONG ? undefined : 0x30de1
+    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: 20 }), runSequence), {
+      numRuns: RUNS,
+      endOnFailure: false,
+      ...(seed === undefined ? {} : { seed })
+    })
   }, 600_000)
 })

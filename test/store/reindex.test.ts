@@ -190,7 +190,9 @@ describe("reindex", () => {
           fs.rmSync(dir, { recursive: true, force: true })
         }
       }),
-      { numRuns: Number(process.env["REINDEX_PROP_RUNS"] ?? 25) }
+      // A fixed seed by default, so that the coverage check below cannot flake; set
+      // REINDEX_PROP_SEED to explore other sequences.
+      { numRuns: Number(process.env["REINDEX_PROP_RUNS"] ?? 25), seed: Number(process.env["REINDEX_PROP_SEED"] ?? 20261128) }
     )
     // The generator does reach the interesting rows.
     expect(Object.values(seen).every((n) => n > 0), JSON.stringify(seen)).toBe(true)
