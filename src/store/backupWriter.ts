@@ -20,7 +20,7 @@ import { itemParts } from "./dlistText.js"
 import { BackupClosed, type AppendError, type OpenError } from "./errors.js"
 import { CHUNK_HEADER, GZIP_HEADER } from "./gzipMember.js"
 import { indexApply } from "./indexApply.js"
-import { indexError, openIndexDb, run } from "./indexDb.js"
+import { indexError, inTransaction, openIndexDb, run } from "./indexDb.js"
 import { makeReader, type BackupReader } from "./backupReader.js"
 import { checkIndexPresent, indexPathOf } from "./backupFiles.js"
 import { syncData, truncateTo, writeSegment, type Accumulator } from "./segmentWriter.js"
@@ -139,7 +139,7 @@ export const openForAppend = (
           return next
         })
 
-        const next = yield* sql.withTransaction(txn).pipe(
+        const next = yield* inTransaction(sql, indexPath, txn).pipe(
           Effect.mapError((e) => ("_tag" in e && e._tag === "SqlError" ? indexError(indexPath)(e) : e) as AppendError),
           Effect.onError(() => rollbackData(before))
         )

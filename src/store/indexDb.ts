@@ -10,7 +10,7 @@
 import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Effect, Scope } from "effect"
+import { Cause, Effect, Exit, FiberRef, Scope } from "effect"
 import { BackupIndexError } from "./errors.js"
 import {
   chunkStateTableStatements,
@@ -102,5 +102,47 @@ export const run = (sql: Sql, text: string, params: ReadonlyArray<unknown> = [])
     Effect.map((r) => {
       const res = r as unknown as { changes?: number | bigint; lastInsertRowid?: number | bigint }
       return { changes: Number(res.changes ?? 0), lastInsertRowid: Number(res.lastInsertRowid ?? 0) }
+    })
+  )
+
+/** How deep the current fiber is inside `inTransaction` (0: no transaction open). */
+const transactionDepth = FiberRef.unsafeMake(0)
+
+/**
+ * Runs `body` as one transaction on the index (a savepoint when nested): all its writes
+ * commit together, or none do.
+ *
+ * Unlike `SqlClient.withTransaction`, a COMMIT or ROLLBACK that fails is an error
+ * (`BackupIndexError`), not a defect. That matters on a full disk or an I/O error, where
+ * SQLite may fail the COMMIT, or roll the transaction back by itself after a failed statement
+ * so that the ROLLBACK then fails too ("no transaction is active"). The caller gets an error
+ * it can answer with, and the connection is left outside any transaction either way.
+ */
+export const inTransaction = <A, E, R>(
+  sql: Sql,
+  indexPath: string,
+  body: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | BackupIndexError, R> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(FiberRef.get(transactionDepth), (depth) => {
+      const name = `cyb_txn_${depth}`
+      const exec = (stmt: string) => sql.unsafe(stmt).raw
+      const begin = exec(depth === 0 ? "BEGIN;" : `SAVEPOINT ${name};`)
+      const commit = exec(depth === 0 ? "COMMIT;" : `RELEASE ${name};`)
+      const rollback = depth === 0 ? exec("ROLLBACK;") : Effect.zipRight(exec(`ROLLBACK TO ${name};`), exec(`RELEASE ${name};`))
+      const fail = (cause: Cause.Cause<unknown>) => Effect.fail(indexError(indexPath)(Cause.squash(cause)))
+      return Effect.gen(function*() {
+        const begun = yield* Effect.exit(begin)
+        if (Exit.isFailure(begun)) return yield* fail(begun.cause)
+        const done = yield* Effect.exit(Effect.locally(restore(body), transactionDepth, depth + 1))
+        if (Exit.isSuccess(done)) {
+          const committed = yield* Effect.exit(commit)
+          if (Exit.isSuccess(committed)) return done.value
+          yield* Effect.ignore(rollback)
+          return yield* fail(committed.cause)
+        }
+        yield* Effect.ignore(rollback)
+        return yield* done
+      })
     })
   )

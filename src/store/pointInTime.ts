@@ -19,7 +19,7 @@ import { lockDataFile } from "./dataFileLock.js"
 import { upperAscii } from "./dlistText.js"
 import { AppendRejected, BackupCorrupt, BackupIoError, type OpenError } from "./errors.js"
 import { indexApply } from "./indexApply.js"
-import { indexError, openIndexDb, run } from "./indexDb.js"
+import { indexError, inTransaction, openIndexDb, run } from "./indexDb.js"
 import { walkChunk, type ChunkLine } from "./reindexLines.js"
 import { item } from "../protocol/dlist/value.js"
 
@@ -83,7 +83,9 @@ export const openAtTime = (
               () => Effect.sync(() => void rejectedLines++)
             )
           )
-      const walk = yield* sql.withTransaction(
+      const walk = yield* inTransaction(
+        sql,
+        tmpIndex,
         Effect.gen(function*() {
           yield* run(sql, "INSERT INTO chunk (id, ts_start, ts_end, offset, length, file_sha1, data_sha1) VALUES (?, ?, ?, ?, ?, ?, ?);", [
             chunk.id,

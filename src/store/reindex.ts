@@ -26,7 +26,7 @@ import { upperAscii } from "./dlistText.js"
 import { AppendRejected, BackupIoError, type BackupIndexError, type BackupLocked, type BackupNotFound, type BackupExists } from "./errors.js"
 import { CHUNK_HEADER, crc32, gzipHeaderLength } from "./gzipMember.js"
 import { indexApply } from "./indexApply.js"
-import { indexError, openIndexDb, run, type Sql } from "./indexDb.js"
+import { indexError, inTransaction, openIndexDb, run, type Sql } from "./indexDb.js"
 import { inflateMember, readExact, readRange } from "./memberReader.js"
 import { walkChunk, type ChunkLine } from "./reindexLines.js"
 import { fileSize } from "./segmentWriter.js"
@@ -181,7 +181,7 @@ export const rebuildIndex = (
           maxTs = Math.max(maxTs, line.ts)
           const key = upperAscii(line.item.key)
           const id = chunkId
-          yield* sql.withTransaction(indexApply(sql, indexPath, item(key, line.item.value), { chunkId: id, ts: line.ts, offset: line.offset })).pipe(
+          yield* inTransaction(sql, indexPath, indexApply(sql, indexPath, item(key, line.item.value), { chunkId: id, ts: line.ts, offset: line.offset })).pipe(
             Effect.catchIf(
               (e): e is AppendRejected => e instanceof AppendRejected,
               (e) => Effect.sync(() => { rejected.push({ chunkId: id, offset: line.offset, key, reason: e.reason, message: e.message }) })
@@ -189,7 +189,9 @@ export const rebuildIndex = (
           )
         })
 
-      const walk = yield* sql.withTransaction(
+      const walk = yield* inTransaction(
+        sql,
+        indexPath,
         Effect.gen(function*() {
           const w = yield* walkChunk(
             file.fd,
@@ -236,20 +238,20 @@ export const rebuildIndex = (
     if (problems.length === 0 && last !== undefined && last.end === size) {
       yield* hashFileTo(size)
       const lastChunk = last
-      yield* sql
-        .withTransaction(
-          writeChunkState(sql, {
-            chunkId: lastChunk.chunkId,
-            sealed: true,
-            endOffset: size,
-            length: lastChunk.length,
-            crc: lastChunk.crc,
-            dataState: lastChunk.dataState,
-            fileState: stateToHex(saveState(fileHash)),
-            lastTs: maxTs
-          })
-        )
-        .pipe(Effect.mapError(indexError(indexPath)))
+      yield* inTransaction(
+        sql,
+        indexPath,
+        writeChunkState(sql, {
+          chunkId: lastChunk.chunkId,
+          sealed: true,
+          endOffset: size,
+          length: lastChunk.length,
+          crc: lastChunk.crc,
+          dataState: lastChunk.dataState,
+          fileState: stateToHex(saveState(fileHash)),
+          lastTs: maxTs
+        })
+      ).pipe(Effect.mapError(indexError(indexPath)))
     }
     return { chunks, lines, problems, rejected }
   })

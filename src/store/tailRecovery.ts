@@ -14,7 +14,7 @@ import type { LockedDataFile } from "./dataFileLock.js"
 import { BackupCorrupt, BackupIoError, type BackupIndexError } from "./errors.js"
 import { lastChunk, readChunkState, writeChunkState, type ChunkRow, type ChunkState } from "./chunkState.js"
 import { crc32, SEAL_LENGTH, sealBytes, TRAILER_LENGTH } from "./gzipMember.js"
-import { indexError, type Sql } from "./indexDb.js"
+import { indexError, inTransaction, type Sql } from "./indexDb.js"
 import { inflateMember, readExact, readRange } from "./memberReader.js"
 import { fileSize, syncData, truncateTo, writeRaw } from "./segmentWriter.js"
 import { newSha1, peekDigest, saveState, stateFromHex, stateToHex, type Sha1 } from "./sha1State.js"
@@ -51,7 +51,7 @@ export const sealState = (file: LockedDataFile, sql: Sql, indexPath: string, st:
     yield* writeRaw(file.fd, file.path, st.endOffset, bytes, fileHash)
     yield* syncData(file.fd, file.path)
     const sealed: ChunkState = { ...st, sealed: true, endOffset: st.endOffset + SEAL_LENGTH, fileState: stateToHex(saveState(fileHash)) }
-    yield* sql.withTransaction(writeChunkState(sql, sealed)).pipe(Effect.mapError(indexError(indexPath)))
+    yield* inTransaction(sql, indexPath, writeChunkState(sql, sealed)).pipe(Effect.mapError(indexError(indexPath)))
     return sealed
   })
 
@@ -108,7 +108,7 @@ export const recoverTail = (
         actions.push("truncated")
       }
       const state = emptyState(fileHash)
-      yield* sql.withTransaction(writeChunkState(sql, state)).pipe(Effect.mapError(indexError(indexPath)))
+      yield* inTransaction(sql, indexPath, writeChunkState(sql, state)).pipe(Effect.mapError(indexError(indexPath)))
       return { actions: [...actions, "rebuilt"], state, last }
     }
     if (last.length === null || last.fileSha1 === null || last.dataSha1 === null) {
@@ -164,6 +164,6 @@ export const recoverTail = (
       fileState: stateToHex(saveState(fileHash)),
       lastTs: Math.max(last.tsStart, last.tsEnd ?? 0)
     }
-    yield* sql.withTransaction(writeChunkState(sql, state)).pipe(Effect.mapError(indexError(indexPath)))
+    yield* inTransaction(sql, indexPath, writeChunkState(sql, state)).pipe(Effect.mapError(indexError(indexPath)))
     return { actions: [...actions, "rebuilt"], state, last }
   })
