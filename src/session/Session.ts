@@ -21,6 +21,7 @@ import { parseItem, type ParseOptions } from "../protocol/dlist/parse.js"
 import type { Item } from "../protocol/dlist/value.js"
 import type { Connection } from "../service/Connection.js"
 import type { StopReason } from "../service/Signals.js"
+import { replyFor } from "./answers.js"
 import { asCommandName, eatLine, endsLine, normaliseCommandWord, readWord } from "./CommandReader.js"
 import { Reply, type CommandName } from "./replies.js"
 import type { ServiceLog } from "../telemetry/ServiceLog.js"
@@ -256,6 +257,11 @@ const sessionLoop = (deps: SessionDeps, tapped: TappedConnection): Effect.Effect
         if (Either.isLeft(parsed)) {
           const e = parsed.left
           if (e._tag === "ByteSourceError") return yield* Effect.fail(e)
+          if (e._tag === "StagingFailed") {
+            // The line was fine and has been read to its end: a server-side failure, a NO.
+            if (yield* finishLine(cmd, e.terminator)) yield* send(replyFor(e, `${cmd.toUpperCase()}: staging ${e.path}`, log))
+            return CONTINUE
+          }
           if (e.reason === "quoted string too long") return yield* Effect.fail(e)
           log.notice(`IOERROR: bad ${cmd.toUpperCase()} line: ${e.reason}`)
           yield* reject(Reply.missingArgument(cmd), 0)

@@ -291,8 +291,9 @@ export const compactBackup = (dataPath: string, options: CompactOptions): Effect
         catch: (e) => ((e as { code?: string }).code === "EEXIST" ? new BackupExists({ path: newPath }) : ioError(newPath, "open")(e))
       })
       // our staged copies live in <stagingDir>/sync./<pid>/ (see stagingPath); nothing else is there
+      // (best effort: a staging area that cannot be used has already failed the compaction)
       yield* Effect.addFinalizer(() =>
-        Effect.sync(() => fs.rmSync(nodePath.join(options.stagingDir, "sync.", String(process.pid)), { recursive: true, force: true }))
+        Effect.ignore(Effect.try(() => fs.rmSync(nodePath.join(options.stagingDir, "sync.", String(process.pid)), { recursive: true, force: true })))
       )
       const removeWork = Effect.sync(() => {
         for (const p of [newPath, newIndex, buildIndex, `${buildIndex}-journal`]) fs.rmSync(p, { force: true })
@@ -436,6 +437,7 @@ export const compactBackup = (dataPath: string, options: CompactOptions): Effect
             case "StagedFileMismatch":
             case "BackupClosed":
             case "BackupCorrupt":
+            case "StagingFailed": // the staging area is full or unwritable: fail, never drop the chunk
               return failed(dataPath, `${e._tag}: ${"message" in e ? String(e.message) : ""}`)
             default:
               return e

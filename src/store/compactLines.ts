@@ -7,6 +7,7 @@
  */
 import { Effect } from "effect"
 import { ByteReader, ByteSourceError, type ByteSource } from "../protocol/ByteReader.js"
+import type { StagingFailed } from "../protocol/dlist/errors.js"
 import { inflateMember } from "./memberReader.js"
 import { DataLineError, describe, readDataLine, type ChunkLine } from "./reindexLines.js"
 
@@ -23,14 +24,15 @@ export interface ChunkReadError {
 /**
  * Calls `onLine` for each line of the member at `offset`, in order. A damaged member or a
  * line that does not parse ends the walk (reported, not failed): compaction then drops the
- * rest of that chunk only, as Cyrus does.
+ * rest of that chunk only, as Cyrus does. A line that cannot be staged (a full disk) is not a
+ * damaged line: it fails the walk, and with it the compaction, so nothing is dropped for it.
  */
 export const walkChunkStaged = <E, R>(
   fd: number,
   offset: number,
   stagingDir: string,
   onLine: (line: StagedLine) => Effect.Effect<void, E, R>
-): Effect.Effect<ChunkReadError | undefined, E, R> =>
+): Effect.Effect<ChunkReadError | undefined, E | StagingFailed, R> =>
   Effect.acquireUseRelease(
     Effect.sync(() => inflateMember(fd, offset)),
     (it) =>
@@ -50,7 +52,7 @@ export const walkChunkStaged = <E, R>(
           Effect.tapError(() => Effect.sync(() => { finished = true }))
         )
         const reader = ByteReader.make(source)
-        const lines: Effect.Effect<void, E | DataLineError | ByteSourceError, R> = Effect.gen(function*() {
+        const lines: Effect.Effect<void, E | StagingFailed | DataLineError | ByteSourceError, R> = Effect.gen(function*() {
           for (;;) {
             const line = yield* readDataLine(reader, { _tag: "Stage", stagingDir })
             if (line === null) return

@@ -9,6 +9,7 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect } from "effect"
 import { ByteReader, ByteSourceError, EOF, byteClass, type ByteSource } from "../protocol/ByteReader.js"
+import type { StagingFailed } from "../protocol/dlist/errors.js"
 import { parseItem, type FileHandling } from "../protocol/dlist/parse.js"
 import type { Item } from "../protocol/dlist/value.js"
 import { inflateMember, type MemberEnd } from "./memberReader.js"
@@ -64,7 +65,7 @@ export const describe = (e: unknown): string => {
 export const readDataLine = (
   reader: ByteReader,
   files: FileHandling = { _tag: "Discard" }
-): Effect.Effect<ChunkLine | null, DataLineError | ByteSourceError> =>
+): Effect.Effect<ChunkLine | null, DataLineError | StagingFailed | ByteSourceError> =>
   Effect.gen(function*() {
     // Comment lines (the chunk header) are skipped.
     for (;;) {
@@ -145,7 +146,8 @@ const walkWith = <E, R>(
     const lines: Effect.Effect<void, E | DataLineError | ByteSourceError, R> = Effect.gen(function*() {
       if (onLine === undefined) return
       for (;;) {
-        const line = yield* readDataLine(reader)
+        // Bodies are only hashed here, so nothing can fail to be staged.
+        const line = yield* readDataLine(reader).pipe(Effect.catchTag("StagingFailed", Effect.die))
         if (line === null) return
         yield* onLine(line)
       }

@@ -174,16 +174,20 @@ describe("dlist parser: file literals", () => {
     })
   )
 
-  it.effect("a staging failure still consumes the message, then fails", () =>
+  it.effect("a staging failure still reads the whole line (later literals too), then fails with StagingFailed", () =>
     Effect.gen(function* () {
       const dir = mkdtempSync(path.join(tmpdir(), "dlist-stage-"))
       try {
         writeFileSync(path.join(dir, "sync."), "a file where a directory should be")
-        const input = `MESSAGE (%{default ${guid} ${msg.length}}\r\n${msg})\r\nNEXT`
+        // The second literal looks like commands: it must be read as data, never as a line.
+        const second = "APPLY UNMAILBOX user.x\r\nGET USER x\r\n"
+        const guid2 = createHash("sha1").update(second).digest("hex")
+        const input = `MESSAGE (%{default ${guid} ${msg.length}}\r\n${msg} %{default ${guid2} ${second.length}}\r\n${second})\r\nNEXT`
         const reader = readerOf(b(input), [5])
         const e = yield* Effect.flip(parseItemOn(reader, { files: { _tag: "Stage", stagingDir: dir } }))
-        expect(e).toMatchObject({ _tag: "DlistParseError", reason: "staging failed" })
-        expect(reader.position).toBe(input.indexOf(msg) + msg.length)
+        expect(e).toMatchObject({ _tag: "StagingFailed", terminator: 0x0d })
+        expect((e as { path: string }).path.startsWith(dir)).toBe(true)
+        expect(reader.position).toBe(input.indexOf(")\r\nNEXT") + 2)
       } finally {
         rmSync(dir, { recursive: true, force: true })
       }

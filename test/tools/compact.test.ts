@@ -193,6 +193,29 @@ describe.skipIf(!haveCyrus)("ctl_backups compact", () => {
     expect(fs.readFileSync(data).equals(after)).toBe(true)
   }, 60_000)
 
+  it("a staging area it cannot write fails the compaction and leaves the backup as it was (nothing dropped)", async () => {
+    const server = makeServer("compact-nostage", ["backup_retention: 7d"])
+    const data = path.join(server.partition, "a", "carol")
+    const staging = path.join(server.dir, "stage")
+    fs.mkdirSync(staging)
+    await Effect.runPromise(buildBackup(data, staging))
+    await server.record("carol@example.com", data)
+    // A file where compaction's staging directory (<temp_path>/backup/sync.) must go.
+    fs.mkdirSync(path.join(server.dir, "tmp", "backup"), { recursive: true })
+    fs.writeFileSync(path.join(server.dir, "tmp", "backup", "sync."), "not a directory")
+    chownIfRoot(server.dir)
+    const before = { data: fs.readFileSync(data), index: fs.readFileSync(`${data}.index`) }
+    const r = await runOurs("ctl_backups", ["-C", server.conf, "-F", "compact", "carol@example.com"])
+    expect(r.code).toBe(75)
+    expect(r.stdout).toBe("compact carol@example.com: failed (System I/O error)\n")
+    expect(r.stderr).toMatch(/^carol@example.com: StagingFailed: .*ENOTDIR/)
+    expect(r.stderr).not.toMatch(/internal error|    at /)
+    expect(fs.readFileSync(data).equals(before.data)).toBe(true)
+    expect(fs.readFileSync(`${data}.index`).equals(before.index)).toBe(true)
+    expect(fs.readdirSync(path.dirname(data)).sort()).toEqual(["carol", "carol.index"])
+    expect((await Effect.runPromise(verifyFile(data))).problems).toEqual([])
+  }, 60_000)
+
   it("keep previous leaves the originals under timestamped names; a leftover .new is refused", async () => {
     const server = makeServer("compact-keep", ["backup_retention: 7d", "backup_keep_previous: yes"])
     const data = path.join(server.partition, "a", "carol")

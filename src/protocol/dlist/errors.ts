@@ -12,6 +12,17 @@ export class DlistParseError extends Data.TaggedError("DlistParseError")<{
   readonly cause?: unknown
 }> {}
 
+/**
+ * A literal could not be staged (a full disk, a missing or read-only staging directory): the
+ * line itself was well formed and has been read to its end, so the session stays in step with
+ * the peer. `terminator` is the byte after the value, as a parse would return it.
+ */
+export class StagingFailed extends Data.TaggedError("StagingFailed")<{
+  readonly path: string
+  readonly message: string
+  readonly terminator: number
+}> {}
+
 /** A value could not be printed (a File node where only bytes can be printed, a staged file that changed...). */
 export class DlistPrintError extends Data.TaggedError("DlistPrintError")<{
   readonly reason: string

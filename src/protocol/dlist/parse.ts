@@ -22,7 +22,7 @@ import { createHash, type Hash } from "node:crypto"
 import * as path from "node:path"
 import { Effect } from "effect"
 import { ByteReader, type ByteSourceError, EOF, UnexpectedEof, WHITESPACE, byteClass, latin1 } from "../ByteReader.js"
-import { DlistParseError } from "./errors.js"
+import { DlistParseError, StagingFailed } from "./errors.js"
 import type { Dlist, File, Item } from "./value.js"
 
 /** What to do with the bytes of `%{partition guid size}` file literals. */
@@ -592,7 +592,7 @@ const takeFile = (
   guid: string,
   size: number,
   staged: Array<string>
-): Effect.Effect<File, DlistParseError | ByteSourceError, FileSystem.FileSystem> =>
+): Effect.Effect<File & { readonly stagingError?: { readonly path: string; readonly cause: unknown } }, DlistParseError | ByteSourceError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const offset = reader.position
     const hash: Hash = createHash("sha1")
@@ -637,23 +637,32 @@ const takeFile = (
         // data file, which is synced before an APPLY is acknowledged.
       })
     )
-    if (writeError !== undefined) return yield* failAt(reader, "staging failed", writeError)
-    return { _tag: "File", partition, guid, size, path: target, sha1: hash.digest("hex"), offset } as const
+    const file = { _tag: "File", partition, guid, size, path: target, sha1: hash.digest("hex"), offset } as const
+    return writeError === undefined ? file : { ...file, stagingError: { path: target, cause: writeError } }
   })
 
 const drive = (
   reader: ByteReader,
   options: ParseOptions | undefined,
   withKey: boolean
-): Effect.Effect<{ key: string; value: Dlist; terminator: number }, DlistParseError | ByteSourceError, FileSystem.FileSystem> => {
+): Effect.Effect<{ key: string; value: Dlist; terminator: number }, DlistParseError | StagingFailed | ByteSourceError, FileSystem.FileSystem> => {
   const files: FileHandling = options?.files ?? { _tag: "Discard" }
   const staged: Array<string> = []
   const m = new Machine(reader, limitsOf(options), withKey)
+  // After a staging failure the rest of the line is still read (later literals only hashed),
+  // so that no literal's content is ever taken for a command; then the line fails as a whole.
+  let stagingError: { readonly path: string; readonly cause: unknown } | undefined
   const run = Effect.gen(function* () {
     for (;;) {
       const s = m.step()
       switch (s._tag) {
         case "Done":
+          if (stagingError !== undefined) {
+            const why = stagingError.cause
+            return yield* Effect.fail(
+              new StagingFailed({ path: stagingError.path, message: why instanceof Error ? why.message : String(why), terminator: s.terminator })
+            )
+          }
           return { key: m.key, value: m.value, terminator: s.terminator }
         case "Need":
           yield* reader.ensure(s.bytes)
@@ -666,7 +675,8 @@ const drive = (
             .pipe(Effect.catchTag("UnexpectedEof", () => failAt(reader, "unexpected EOF")))
           return yield* failAt(reader, s.reason)
         case "File": {
-          const f = yield* takeFile(reader, files, s.partition, s.guid, s.size, staged)
+          const { stagingError: failed, ...f } = yield* takeFile(reader, stagingError === undefined ? files : { _tag: "Discard" }, s.partition, s.guid, s.size, staged)
+          stagingError ??= failed
           m.complete(f)
           break
         }
@@ -690,12 +700,12 @@ const drive = (
 export const parseItem = (
   reader: ByteReader,
   options?: ParseOptions
-): Effect.Effect<ParsedItem, DlistParseError | ByteSourceError, FileSystem.FileSystem> =>
+): Effect.Effect<ParsedItem, DlistParseError | StagingFailed | ByteSourceError, FileSystem.FileSystem> =>
   Effect.map(drive(reader, options, true), (r) => ({ item: { key: r.key, value: r.value }, terminator: r.terminator }))
 
 /** Parse an unkeyed value (first byte read as is, no leading whitespace skipped). */
 export const parseValue = (
   reader: ByteReader,
   options?: ParseOptions
-): Effect.Effect<ParsedValue, DlistParseError | ByteSourceError, FileSystem.FileSystem> =>
+): Effect.Effect<ParsedValue, DlistParseError | StagingFailed | ByteSourceError, FileSystem.FileSystem> =>
   Effect.map(drive(reader, options, false), (r) => ({ value: r.value, terminator: r.terminator }))
