@@ -21,6 +21,7 @@ import { clientStream } from "./support/corpus.js"
 import { makeServerRoot, type ServerRoot } from "./support/inProcess.js"
 import { applyOp, mailboxLine, newModel, opArb, type Op } from "./support/model.js"
 import { chownToCyrus, converse, cyrusSkipReason, runTool, warnSkip, type Impl } from "./support/processes.js"
+import { report, since } from "./support/report.js"
 
 const LONG = process.env["CYB_LONG"] === "1"
 const RUNS = Number(process.env["CYB_DIFF_RUNS"] ?? (LONG ? 40 : 4))
@@ -29,6 +30,8 @@ const skip = cyrusSkipReason() !== undefined
 warnSkip("differential test against the C backupd")
 
 const roots: Array<ServerRoot> = []
+const started = Date.now()
+const counted = { conversations: 0, answerLines: 0, clientBytes: 0, listings: 0 }
 afterAll(() => {
   if (process.env["CYB_KEEP"] !== "1") for (const r of roots) fs.rmSync(r.root, { recursive: true, force: true })
 })
@@ -119,6 +122,7 @@ const conversation = (opsA: ReadonlyArray<Op>, opsB: ReadonlyArray<Op>, tag: str
  * mailbox lists must be equal.
  */
 const compareListings = async (pair: Record<Impl, ServerRoot>, users: ReadonlyArray<string>, g3 = false) => {
+  counted.listings += users.length
   const lists = await Promise.all(users.map(async (u) => ({ u, c: await listing(pair.c, u), ours: await listing(pair.ours, u) })))
   const oursAll = new Set(lists.flatMap((l) => l.ours.messages))
   for (const { u, c, ours } of lists) {
@@ -147,6 +151,9 @@ describe.skipIf(skip)("differential against the C backupd 3.6.1", () => {
       const [c, ours] = await Promise.all([converse("c", pair.c.conf, input), converse("ours", pair.ours.conf, input)])
       expect(c.code, `C backupd on ${file}: ${c.stderr}`).toBe(0)
       expect(normalise(ours.stdout), file).toEqual(normalise(c.stdout))
+      counted.conversations += 1
+      counted.answerLines += normalise(c.stdout).length
+      counted.clientBytes += input.length
     }
     await compareListings(pair, ["alice", "bob", "carol"], true)
   }, 300_000)
@@ -162,7 +169,19 @@ describe.skipIf(skip)("differential against the C backupd 3.6.1", () => {
       const [c, ours] = await Promise.all([converse("c", pair.c.conf, input), converse("ours", pair.ours.conf, input)])
       expect(c.code, `C backupd: ${c.stderr}`).toBe(0)
       expect(normalise(ours.stdout), `conversation ${i} (seed ${SEED})`).toEqual(normalise(c.stdout))
+      counted.conversations += 1
+      counted.answerLines += normalise(c.stdout).length
+      counted.clientBytes += input.length
       await compareListings(pair, users)
     }
+    report({
+      id: "differential",
+      file: "differential.test.ts",
+      what: "the same conversations into the C backupd -X 3.6.1 and ours",
+      trials: counted.conversations,
+      unit: `conversations (3 recorded transcripts + ${RUNS} generated)`,
+      details: `${(counted.clientBytes / 1e6).toFixed(2)} MB of client input; ${counted.answerLines} answer lines equal; ${counted.listings} cyr_backup listings alike`,
+      seconds: since(started)
+    })
   }, 1_800_000)
 })

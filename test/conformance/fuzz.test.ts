@@ -17,6 +17,7 @@ import fc from "fast-check"
 import { seedCommands } from "./support/corpus.js"
 import { listFiles, makeInProcessServer, makeServerRoot, type InProcessServer } from "./support/inProcess.js"
 import { applyOp, newModel, opArb } from "./support/model.js"
+import { report } from "./support/report.js"
 
 const LONG = process.env["CYB_LONG"] === "1"
 const INPUTS = Number(process.env["CYB_FUZZ_INPUTS"] ?? (LONG ? 100_000 : 5000))
@@ -193,6 +194,7 @@ describe("bad input (in-process session)", () => {
       const t0 = Date.now()
       const out = await withTimeout(server.converse(input), 20_000, () => `inputs #${n}..: ${JSON.stringify(input.slice(0, 300))}`)
       if (process.env["CYB_FUZZ_SLOW"] && Date.now() - t0 > 500) console.info(`slow (${Date.now() - t0} ms): ${JSON.stringify(input.slice(0, 400))}`)
+      if ((n / BATCH) % 100 === 0 && n > 0 && process.env["CYB_FUZZ_PROGRESS"]) console.info(`fuzz progress: ${n} inputs, ${((Date.now() - started) / 1000).toFixed(1)} s, heap ${(process.memoryUsage().heapUsed / 1e6).toFixed(0)} MB`)
       const problem = malformed(out)
       if (problem !== undefined) throw new Error(`inputs #${n}.. (seed ${SEED}): ${problem}\ninput: ${JSON.stringify(input.slice(0, 500))}`)
       for (const l of out.split("\r\n")) {
@@ -215,5 +217,14 @@ describe("bad input (in-process session)", () => {
     expect(misplaced).toEqual([])
     expect(listFiles(server.root.staging)).toEqual([])
     for (const f of files) expect(path.resolve(server.root.root, f).startsWith(server.root.root + path.sep)).toBe(true)
+    report({
+      id: "fuzz",
+      file: "fuzz.test.ts",
+      what: "mutated and hostile input to an authenticated session",
+      trials: INPUTS,
+      unit: `inputs in ${Math.ceil(INPUTS / BATCH)} sessions`,
+      details: `answers: ${finals.OK} OK, ${finals.NO} NO, ${finals.BAD} BAD, all well formed; heap growth ${heapGrowth.toFixed(1)} MB; no file outside the partition`,
+      seconds: Math.round(secs * 10) / 10
+    })
   }, 900_000)
 })

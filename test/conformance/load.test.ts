@@ -12,12 +12,14 @@ import { bundledBackupd } from "./support/bundle.js"
 import { makeServerRoot, type ServerRoot } from "./support/inProcess.js"
 import { applyOp, expectedUser, newModel, normaliseLines, opArb } from "./support/model.js"
 import { chownToCyrus, cyrusSkipReason, splitAnswers, startSession, warnSkip, type Impl } from "./support/processes.js"
+import { report, since } from "./support/report.js"
 
 const SESSIONS = Number(process.env["CYB_LOAD_SESSIONS"] ?? 20)
 const skip = cyrusSkipReason() !== undefined
 warnSkip("load test (sessions run as cyrus)")
 
 const roots: Array<ServerRoot> = []
+const counted = { answers: 0, sameUser: 0, loadSeconds: 0 }
 let script: string
 beforeAll(async () => {
   if (!skip) script = await bundledBackupd()
@@ -52,11 +54,13 @@ describe.skipIf(skip)("load", () => {
         const r = await run("ours", root, input)
         expect(r.code, r.stderr).toBe(0)
         steps.forEach((s, k) => expect(r.answers[k], `session ${i} step ${k}`).toEqual(s.expect))
+        counted.answers += steps.length + 1
         expect(normaliseLines(r.answers[steps.length]!)).toEqual(normaliseLines(expectedUser(model)))
         expect(r.answers[steps.length]![r.answers[steps.length]!.length - 1]).toBe("OK Success")
       })
     )
-    console.info(`load: ${SESSIONS} concurrent sessions in ${((Date.now() - started) / 1000).toFixed(1)} s`)
+    counted.loadSeconds = since(started)
+    console.info(`load: ${SESSIONS} concurrent sessions in ${counted.loadSeconds} s`)
   })
 
   for (const impl of ["c", "ours"] as const) {
@@ -81,6 +85,20 @@ describe.skipIf(skip)("load", () => {
       const after = await run(impl, root, "GET USER same\r\nEXIT\r\n")
       expect(after.answers[0]!.some((l) => l.startsWith("* MAILBOX %(UNIQUEID same1 MBOXNAME user.same "))).toBe(true)
       expect(after.answers[0]).toContain("* LSUB (user.same)")
+      counted.sameUser += 1
     })
   }
+
+  it("reports its figures", () => {
+    expect(counted.sameUser).toBe(2)
+    report({
+      id: "load",
+      file: "load.test.ts",
+      what: "concurrent sessions on different users; two on one user",
+      trials: SESSIONS,
+      unit: "concurrent sessions + 2 same-user pairs (C and ours)",
+      details: `${counted.answers} answers equal to the model; the second same-user session got NO IMAP_MAILBOX_LOCKED from both`,
+      seconds: counted.loadSeconds
+    })
+  })
 })

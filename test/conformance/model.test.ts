@@ -18,6 +18,7 @@ import { reindexFile } from "../../src/store/reindex.js"
 import { verifyFile } from "../../src/store/verify.js"
 import { dataFiles, makeInProcessServer, makeServerRoot, type InProcessServer } from "./support/inProcess.js"
 import { applyOp, expectedMeta, expectedUser, mailboxLine, newModel, normaliseLines, opArb, type Op } from "./support/model.js"
+import { report, since } from "./support/report.js"
 
 const LONG = process.env["CYB_LONG"] === "1"
 const RUNS = Number(process.env["CYB_MODEL_RUNS"] ?? (LONG ? 300 : 25))
@@ -40,6 +41,8 @@ const dumpIndex = (indexPath: string) => {
 
 let server: InProcessServer
 let userSeq = 0
+const started = Date.now()
+const counted = { sequences: 0, changes: 0, gets: 0, reindexed: 0 }
 
 beforeAll(async () => {
   server = await makeInProcessServer(makeServerRoot("model"))
@@ -56,14 +59,17 @@ const runSequence = async (ops: ReadonlyArray<Op>) => {
   const session = server.open()
   let applied = 0
   const ask = async (command: string) => session.command(command)
+  counted.sequences += 1
   try {
     expect(await ask(`GET USER ${userid}`)).toEqual(["OK Success"])
     for (const op of ops) {
       for (const step of applyOp(model, op)) {
         applied += 1
+        counted.changes += 1
         expect(await ask(step.command), `${JSON.stringify(op)}: ${step.command.slice(0, 200)}`).toEqual(step.expect)
       }
       // After every step: the four GETs a sync_client uses must match the model.
+      counted.gets += 2 + (model.mailboxes.length > 0 ? 1 + model.mailboxes.length : 0)
       expect(normaliseLines(await ask(`GET USER ${userid}`)), `GET USER after ${JSON.stringify(op)}`).toEqual(normaliseLines(expectedUser(model)))
       expect(normaliseLines(await ask(`GET META ${userid}`))).toEqual(normaliseLines(expectedMeta(model)))
       if (model.mailboxes.length > 0) {
@@ -91,6 +97,7 @@ const runSequence = async (ops: ReadonlyArray<Op>) => {
   expect(dumpIndex(`${data}.index`)).toEqual(before)
   const verified = await Effect.runPromise(verifyFile(data!, { level: "full" }))
   expect(verified.problems).toEqual([])
+  counted.reindexed += 1
 }
 
 /** Shrunk counterexamples found while building this suite: they must keep passing. */
@@ -166,6 +173,15 @@ describe("model-based conformance (in-process backupd)", () => {
       numRuns: RUNS,
       endOnFailure: false,
       ...(seed === undefined ? {} : { seed })
+    })
+    report({
+      id: "model",
+      file: "model.test.ts",
+      what: "model-based conformance: random user changes, GETs after each",
+      trials: RUNS,
+      unit: `random sequences + ${regressions.length} regressions`,
+      details: `${counted.sequences} sequences run (fast-check shrinking included), ${counted.changes} changes, ${counted.gets} GET answers equal to the model; ${counted.reindexed} reindexes equal to the live index, full verify passed`,
+      seconds: since(started)
     })
   }, 600_000)
 })

@@ -14,6 +14,7 @@ import fc from "fast-check"
 import { makeInProcessServer, makeServerRoot, type InProcessServer } from "./support/inProcess.js"
 import { applyOp, mailboxLine, newModel, opArb, type ModelMailbox } from "./support/model.js"
 import { REPO } from "./support/processes.js"
+import { report, since } from "./support/report.js"
 import { recorder } from "../support/syncRecorder.js"
 
 const LONG = process.env["CYB_LONG"] === "1"
@@ -41,6 +42,7 @@ afterAll(async () => {
 
 describe("restore of the model's final state to a recording sync server", () => {
   it(`restore -U -D -a sends back exactly the model's mailboxes, records and messages (${RUNS} runs)`, async () => {
+    const started = Date.now()
     let namesReused = 0
     let mailboxesChecked = 0
     let recordsChecked = 0
@@ -93,6 +95,15 @@ describe("restore of the model's final state to a recording sync server", () => 
       expect([...needed].filter((g) => !uploaded.has(g)), `run ${i}: messages never uploaded`).toEqual([])
     }
     console.info(`restore: ${mailboxesChecked} mailboxes, ${recordsChecked} records restored as the model says; ${namesReused} reused names`)
+    report({
+      id: "restore",
+      file: "restore.test.ts",
+      what: "restore -U -D -a of model states to a recording sync server",
+      trials: RUNS,
+      unit: "runs",
+      details: `${mailboxesChecked} mailboxes and ${recordsChecked} records restored as the model says; ${namesReused} reused names merged as Cyrus does`,
+      seconds: since(started)
+    })
     expect(mailboxesChecked).toBeGreaterThan(0)
   }, 300_000)
 })

@@ -26,8 +26,8 @@ export interface ServerRoot {
   readonly configDir: string
 }
 
-export const makeServerRoot = (prefix: string, extra = ""): ServerRoot => {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), `cybconf-${prefix}-`))
+export const makeServerRoot = (prefix: string, extra = "", base = os.tmpdir()): ServerRoot => {
+  const root = fs.mkdtempSync(path.join(base, `cybconf-${prefix}-`))
   fs.chmodSync(root, 0o755)
   const configDir = path.join(root, "conf")
   const backups = path.join(root, "backups")
