@@ -82,10 +82,16 @@ export const spliceFigures = (doc, kind, block) => {
   return re.test(doc) ? doc.replace(re, () => whole) : `${doc.replace(/\n*$/, "\n")}\n${whole}\n`
 }
 
-const gitCommit = (cwd) => {
+/** The checkout's commit, and whether anything but the document itself differs from it. */
+const gitCommit = (cwd, docPath) => {
   try {
-    const sha = execFileSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim()
-    const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim() !== ""
+    const git = (args) => execFileSync("git", args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+    const sha = git(["rev-parse", "--short=12", "HEAD"]).trim()
+    const top = git(["rev-parse", "--show-toplevel"]).trim()
+    const doc = path.relative(top, fs.realpathSync(docPath))
+    const dirty = git(["status", "--porcelain", "--untracked-files=no"])
+      .split("\n")
+      .some((l) => l.trim() !== "" && l.slice(3) !== doc)
     return dirty ? `${sha} + uncommitted changes` : sha
   } catch {
     return "unknown (not a git checkout)"
@@ -95,7 +101,7 @@ const gitCommit = (cwd) => {
 export const writeReport = (dir, docPath, now = new Date()) => {
   const rows = readRows(dir)
   if (rows.length === 0) throw new ReportError(`${dir} holds no rows`)
-  const meta = { date: now.toISOString().slice(0, 10), commit: gitCommit(path.dirname(docPath)), cpus: os.cpus().length, node: process.version }
+  const meta = { date: now.toISOString().slice(0, 10), commit: gitCommit(path.dirname(docPath), docPath), cpus: os.cpus().length, node: process.version }
   const block = renderFigures(rows, meta)
   const kind = rows[0].long === true ? "long" : "ci"
   fs.writeFileSync(docPath, spliceFigures(fs.readFileSync(docPath, "utf8"), kind, block))
