@@ -57,6 +57,7 @@ export type ApplyCommand =
   | { readonly _tag: "Message"; readonly item: Item; readonly files: ReadonlyArray<File> }
   | { readonly _tag: "Rename"; readonly item: Item; readonly oldName: string; readonly newName: string }
   | { readonly _tag: "UserItem"; readonly item: Item; readonly kind: "SEEN" | "SUB" | "UNSUB" | "SIEVE" | "UNSIEVE"; readonly userid: string }
+  | { readonly _tag: "Unuser"; readonly item: Item; readonly userid: string }
   | { readonly _tag: "Ignored"; readonly item: Item }
 
 export type GetCommand =
@@ -114,8 +115,9 @@ export const decodeApply = (item: Item): Either.Either<ApplyCommand, DecodeFailu
     case "QUOTA":
     case "ACTIVATE_SIEVE":
     case "UNACTIVATE_SIEVE":
-    case "UNUSER":
       return Either.right({ _tag: "Ignored", item })
+    case "UNUSER":
+      return typeof plain === "string" ? Either.right({ _tag: "Unuser", item, userid: plain }) : Either.left("bad-parameters")
     default:
       return Either.left("protocol")
   }

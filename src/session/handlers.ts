@@ -10,12 +10,18 @@
  *   old user; the old user's backup records the mailbox as gone (UNMAILBOX), and sync_client's
  *   normal follow-up sync (it restarts the user after any rename) fills the new owner's backup.
  * - G14: GET never creates a backup.
+ * - G6: UNUSER (sync_client sends it for a user that no longer exists on the source: deleted,
+ *   or renamed away) is not thrown away. The user's backup records every live mailbox as
+ *   removed (UNMAILBOX), every subscription as gone (UNSUB) and every sieve script as deleted
+ *   (UNSIEVE), one line each, so GET USER answers as the source now does; the mail itself stays
+ *   in the backup for point-in-time restore until compaction's retention drops it. Lines the
+ *   C tools know, so they read such a backup as ever. A user with no backup gets none.
  */
 import type { FileSystem } from "@effect/platform"
 import { Effect, Either, Option } from "effect"
 import * as fs from "node:fs"
 import { SHARED_KEY, backupKeyOfMboxname, canonicalUserid, useridOfMboxname, type NamingOptions } from "../protocol/mboxname.js"
-import { atom, item, list, type File, type Item } from "../protocol/dlist/value.js"
+import { atom, item, kvlist, list, type File, type Item } from "../protocol/dlist/value.js"
 import type { ServiceLog } from "../telemetry/ServiceLog.js"
 import { Refused, replyFor, type CommandFailure } from "./answers.js"
 import type { BackupSet, OpenBackup } from "./BackupSet.js"
@@ -86,6 +92,22 @@ export const makeHandlers = (deps: HandlerDeps): CommandHandlers & { readonly st
         case "UserItem": {
           const b = yield* mustOpen(canonicalUserid(cmd.userid, naming))
           yield* append(b, cmd.item)
+          return
+        }
+        case "Unuser": {
+          const b = yield* openFor(canonicalUserid(cmd.userid, naming), false)
+          if (b === undefined) return
+          const r = b.writer.reader
+          const userid = atom(cmd.userid)
+          for (const m of yield* r.mailboxes({ withRecords: false })) {
+            if (m.deleted === null) yield* append(b, item("UNMAILBOX", atom(m.mboxname)))
+          }
+          for (const s of yield* r.subscriptions()) {
+            if (s.unsubscribed === null) yield* append(b, item("UNSUB", kvlist([["USERID", userid], ["MBOXNAME", atom(s.mboxname)]])))
+          }
+          for (const s of yield* r.sieve()) {
+            if (s.deleted === null) yield* append(b, item("UNSIEVE", kvlist([["USERID", userid], ["FILENAME", atom(s.filename)]])))
+          }
           return
         }
         case "Rename": {

@@ -9,6 +9,8 @@
  *  - the banner's version text;
  *  - RECORD order in GET FULLMAILBOX (gaps.md G32: C has no ORDER BY, ours answers in UID order);
  *  - G14 (GETs create backups in C): only backups of users that got an APPLY are listed;
+ *  - G6 (C ignores UNUSER; ours records the user's mailboxes, subscriptions and sieve scripts
+ *    as gone): the generated conversations leave UNUSER out;
  *  - G3 (unreserved messages copied into every open backup) and G12 (non-admin logins) are
  *    not exercised: every APPLY MESSAGE here follows a RESERVE, and `-X` on a pipe is admin;
  *  - `cyr_backup` chunk rows: offsets, lengths, ratios and times depend on the clock and on
@@ -99,7 +101,8 @@ const conversation = (opsA: ReadonlyArray<Op>, opsB: ReadonlyArray<Op>, tag: str
   for (const [userid, ops] of [[`d${tag}a`, opsA], [`d${tag}b`, opsB]] as const) {
     const model = newModel(userid)
     input += `GET USER ${userid}\r\n`
-    for (const op of ops) {
+    // UNUSER is a deliberate difference (G6: C accepts it and keeps everything live).
+    for (const op of ops.filter((o) => o.kind !== "unuser")) {
       const steps = applyOp(model, op)
       for (const step of steps) input += step.command + "\r\n"
       if (steps.length === 0) continue

@@ -67,6 +67,8 @@ export type Op =
   | { readonly kind: "sieve"; readonly name: string; readonly content: string }
   | { readonly kind: "unsieve"; readonly name: number }
   | { readonly kind: "seen"; readonly box: number; readonly lastuid: number }
+  /** The user is gone from the source (deleted or renamed away): sync_client sends UNUSER. */
+  | { readonly kind: "unuser" }
 
 const leaf = fc.constantFrom("Work", "Sent", "Trash", "Lists", "A", "b-c", "Caf&AOk-", "x y")
 const flag = fc.constantFrom("\\Seen", "\\Flagged", "\\Answered", "\\Deleted", "$Label1", "Junk")
@@ -94,7 +96,8 @@ export const opArb: fc.Arbitrary<Op> = fc.oneof(
     arbitrary: fc.record({ kind: fc.constant("sieve" as const), name: fc.constantFrom("main.script", "vac.script"), content: fc.string({ maxLength: 40 }) })
   },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant("unsieve" as const), name: fc.nat() }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant("seen" as const), box: fc.nat(), lastuid: fc.nat({ max: 5 }) }) }
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant("seen" as const), box: fc.nat(), lastuid: fc.nat({ max: 5 }) }) },
+  { weight: 1, arbitrary: fc.constant({ kind: "unuser" as const }) }
 )
 
 const sha1 = (s: string) => createHash("sha1").update(Buffer.from(s, "latin1")).digest("hex")
@@ -254,6 +257,16 @@ export const applyOp = (s: ModelState, op: Op): Array<Step> => {
       if (name === undefined) return []
       s.sieve.delete(name)
       return [ok(`APPLY UNSIEVE %(USERID ${s.userid} FILENAME ${name})`)]
+    }
+    case "unuser": {
+      // Nothing ever stored: sync_client would still send it, but then there is no backup to
+      // compare (ours creates none for it), so the model leaves it out.
+      if (s.mailboxes.length === 0 && s.subs.size === 0 && s.sieve.size === 0 && s.seen.size === 0 && s.messages.size === 0) return []
+      // Live mailboxes, subscriptions and sieve scripts go; messages and SEEN rows stay.
+      s.mailboxes = []
+      s.subs.clear()
+      s.sieve.clear()
+      return [ok(`APPLY UNUSER ${s.userid}`)]
     }
     case "seen": {
       const m = pick(s.mailboxes, op.box)
