@@ -13,7 +13,7 @@
  * - G6: UNUSER (sync_client sends it for a user that no longer exists on the source: deleted,
  *   or renamed away) is not thrown away. The user's backup records every live mailbox as
  *   removed (UNMAILBOX), every subscription as gone (UNSUB) and every sieve script as deleted
- *   (UNSIEVE), one line each, so GET USER answers as the source now does; the mail itself stays
+ *   (UNSIEVE), one line each and all in one commit, so GET USER answers as the source now does; the mail itself stays
  *   in the backup for point-in-time restore until compaction's retention drops it. Lines the
  *   C tools know, so they read such a backup as ever. A user with no backup gets none.
  */
@@ -99,15 +99,18 @@ export const makeHandlers = (deps: HandlerDeps): CommandHandlers & { readonly st
           if (b === undefined) return
           const r = b.writer.reader
           const userid = atom(cmd.userid)
+          const lines: Array<Item> = []
           for (const m of yield* r.mailboxes({ withRecords: false })) {
-            if (m.deleted === null) yield* append(b, item("UNMAILBOX", atom(m.mboxname)))
+            if (m.deleted === null) lines.push(item("UNMAILBOX", atom(m.mboxname)))
           }
           for (const s of yield* r.subscriptions()) {
-            if (s.unsubscribed === null) yield* append(b, item("UNSUB", kvlist([["USERID", userid], ["MBOXNAME", atom(s.mboxname)]])))
+            if (s.unsubscribed === null) lines.push(item("UNSUB", kvlist([["USERID", userid], ["MBOXNAME", atom(s.mboxname)]])))
           }
           for (const s of yield* r.sieve()) {
-            if (s.deleted === null) yield* append(b, item("UNSIEVE", kvlist([["USERID", userid], ["FILENAME", atom(s.filename)]])))
+            if (s.deleted === null) lines.push(item("UNSIEVE", kvlist([["USERID", userid], ["FILENAME", atom(s.filename)]])))
           }
+          // one unit, like every APPLY: a crash leaves the user either as before or gone
+          yield* b.writer.appendAll(lines)
           return
         }
         case "Rename": {

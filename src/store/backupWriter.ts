@@ -2,7 +2,7 @@
  * `openForAppend`: a locked backup that takes APPLY items, each one an all-or-nothing unit
  * that is durable once `append` succeeds.
  *
- * One `append` = one SQLite transaction around: (first time only) the new chunk row; the
+ * One `append` (or `appendAll` of several lines) = one SQLite transaction around: (first time only) the new chunk row; the
  * index changes; the line deflated onto the end of the data file (a sync-flushed segment, so
  * the member is decodable at every acknowledged point); fdatasync; the chunk row's running
  * length/data_sha1/ts_end and our state row (end offset, CRC-32, SHA-1 states); COMMIT.
@@ -16,7 +16,7 @@ import { Effect, Scope } from "effect"
 import { bytesOf, type Item } from "../protocol/dlist/value.js"
 import { writeChunkState, type ChunkState } from "./chunkState.js"
 import { lockDataFile } from "./dataFileLock.js"
-import { itemParts } from "./dlistText.js"
+import { itemParts, lineLength } from "./dlistText.js"
 import { BackupClosed, type AppendError, type OpenError } from "./errors.js"
 import { CHUNK_HEADER, GZIP_HEADER } from "./gzipMember.js"
 import { indexApply } from "./indexApply.js"
@@ -44,6 +44,8 @@ export interface BackupWriter {
   readonly reader: BackupReader
   /** Appends one APPLY line and its index changes, all or nothing. */
   readonly append: (item: Item, ts?: number) => Effect.Effect<AppendResult, AppendError>
+  /** Appends several APPLY lines (one timestamp) and their index changes as one unit: all or nothing. */
+  readonly appendAll: (items: ReadonlyArray<Item>, ts?: number) => Effect.Effect<ReadonlyArray<AppendResult>, AppendError>
 }
 
 export interface OpenForAppendOptions {
@@ -91,7 +93,7 @@ export const openForAppend = (
         Effect.catchAll(() => Effect.sync(() => { closed = true }))
       )
 
-    const appendOne = (it: Item, tsIn?: number): Effect.Effect<AppendResult, AppendError> =>
+    const appendLines = (items: ReadonlyArray<Item>, tsIn?: number): Effect.Effect<ReadonlyArray<AppendResult>, AppendError> =>
       Effect.gen(function*() {
         if (closed) return yield* Effect.fail(new BackupClosed({ path: dataPath }))
         const before = tail
@@ -99,8 +101,12 @@ export const openForAppend = (
         const startNew = openChunk === null
         if (startNew) dataHash.init()
         const acc: Accumulator = { crc: startNew ? 0 : before.crc, length: startNew ? 0 : before.length, data: dataHash, file: fileHash }
-        const parts = [bytesOf(`${ts} APPLY `), ...itemParts(it), CRLF]
-        const lineOffset = startNew ? CHUNK_HEADER.length : before.length
+        const parts = items.flatMap((it) => [bytesOf(`${ts} APPLY `), ...itemParts(it), CRLF])
+        const lineOffsets: Array<number> = []
+        for (let at = startNew ? CHUNK_HEADER.length : before.length, k = 0; k < items.length; k++) {
+          lineOffsets.push(at)
+          at += lineLength(items[k]!, ts)
+        }
 
         const txn = Effect.gen(function*() {
           let chunkId = openChunk ?? 0
@@ -114,7 +120,7 @@ export const openForAppend = (
             )
             chunkId = r.lastInsertRowid
           }
-          yield* indexApply(sql, indexPath, it, { chunkId, ts, offset: lineOffset })
+          for (const [k, it] of items.entries()) yield* indexApply(sql, indexPath, it, { chunkId, ts, offset: lineOffsets[k]! })
           const written = yield* writeSegment(
             file.fd,
             file.path,
@@ -145,8 +151,8 @@ export const openForAppend = (
         )
         tail = next
         openChunk = next.chunkId
-        return { chunkId: next.chunkId!, offset: lineOffset, ts }
-      }).pipe(Effect.uninterruptible) as Effect.Effect<AppendResult, AppendError>
+        return lineOffsets.map((offset) => ({ chunkId: next.chunkId!, offset, ts }))
+      }).pipe(Effect.uninterruptible) as Effect.Effect<ReadonlyArray<AppendResult>, AppendError>
 
     const lock = yield* Effect.makeSemaphore(1)
 
@@ -168,7 +174,8 @@ export const openForAppend = (
       indexPath,
       recovery,
       reader,
-      append: (it, ts) => lock.withPermits(1)(appendOne(it, ts))
+      append: (it, ts) => lock.withPermits(1)(Effect.map(appendLines([it], ts), (r) => r[0]!)),
+      appendAll: (items, ts) => (items.length === 0 ? Effect.succeed([]) : lock.withPermits(1)(appendLines(items, ts)))
     } satisfies BackupWriter
   })
 

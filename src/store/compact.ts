@@ -19,7 +19,7 @@ import { openForAppend, type BackupWriter } from "./backupWriter.js"
 import { walkChunkStaged, type StagedLine } from "./compactLines.js"
 import { lockDataFile } from "./dataFileLock.js"
 import { getAtom, getList, listItems } from "./dlistFields.js"
-import { itemParts, upperAscii } from "./dlistText.js"
+import { lineLength, upperAscii } from "./dlistText.js"
 import {
   BackupExists,
   BackupIoError,
@@ -237,13 +237,6 @@ const pruneMailbox = (
   }
   const last = mailboxLast.get(uniqueid)
   return last === undefined || last === chunkId ? out : undefined
-}
-
-/** Uncompressed length of the line `<ts> APPLY <item>\r\n`. */
-const lineLength = (it: Item, ts: number): number => {
-  let n = `${ts} APPLY `.length + 2
-  for (const p of itemParts(it)) n += p instanceof Uint8Array ? p.length : p.size
-  return n
 }
 
 const removeStaged = (it: Item) =>

@@ -18,3 +18,10 @@ export const itemParts = (it: Item): ReadonlyArray<LinePart> => {
   const key = upperAscii(it.key)
   return printItemParts(key === it.key ? it : mkItem(key, it.value))
 }
+
+/** Uncompressed length of the data-file line `<ts> APPLY <item>\r\n`. */
+export const lineLength = (it: Item, ts: number): number => {
+  let n = `${ts} APPLY `.length + 2
+  for (const p of itemParts(it)) n += p instanceof Uint8Array ? p.length : p.size
+  return n
+}

@@ -13,6 +13,7 @@ import { Chunk, Effect, Exit, Scope, Stream } from "effect"
 import { atom, item, kvlist, list, type File, type Item } from "../../src/protocol/dlist/value.js"
 import { openForRead } from "../../src/store/backupReader.js"
 import { openForAppend } from "../../src/store/backupWriter.js"
+import { reindexFile } from "../../src/store/reindex.js"
 import { checkChunks, tableRows, tempDir } from "./support.js"
 
 const sub = (name: string): Item => item("SUB", kvlist([["USERID", atom("t")], ["MBOXNAME", atom(name)]]))
@@ -111,6 +112,45 @@ describe("openForAppend", () => {
         { mboxname: "user.t" },
         { mboxname: "user.t.after" }
       ])
+    }))
+
+  it.effect("appendAll: several lines as one unit, each indexed at its own offset; one bad line and none is kept", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("append-all")
+      const data = path.join(dir, "b")
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const w = yield* openForAppend(data, { create: true })
+          yield* w.append(sub("user.t.first"), 10)
+          const before = snapshot(data)
+          // the third line is rejected: the first two must not stay either
+          const rejected = yield* w.appendAll([sub("user.t.a"), sub("user.t.b"), item("MAILBOX", kvlist([["UNIQUEID", atom("u1")]]))], 11).pipe(Effect.flip)
+          expect(rejected).toMatchObject({ _tag: "AppendRejected", reason: "bad-parameters" })
+          expect(snapshot(data)).toEqual(before)
+          const m = stage(dir, "Subject: batch\r\n\r\nin the middle of a batch\r\n")
+          const rs = yield* w.appendAll(
+            [sub("user.t.a"), item("MESSAGE", list([m])), item("UNSUB", kvlist([["USERID", atom("t")], ["MBOXNAME", atom("user.t.first")]])), sub("user.t.b")],
+            12
+          )
+          expect(rs.map((r) => r.ts)).toEqual([12, 12, 12, 12])
+          const bytes = yield* Stream.runCollect(w.reader.messageBytes(m.guid))
+          expect(Buffer.concat(Chunk.toReadonlyArray(bytes)).toString("latin1")).toBe("Subject: batch\r\n\r\nin the middle of a batch\r\n")
+          expect(new Set(rs.map((r) => r.chunkId)).size).toBe(1)
+          expect(rs[1]!.offset).toBeGreaterThan(rs[0]!.offset)
+          expect(yield* w.appendAll([])).toEqual([])
+        })
+      )
+      expect(checkChunks(data)).toEqual([])
+      expect(tableRows(`${data}.index`, "SELECT mboxname, unsubscribed IS NOT NULL AS gone FROM subscription ORDER BY id")).toEqual([
+        { mboxname: "user.t.first", gone: 1 },
+        { mboxname: "user.t.a", gone: 0 },
+        { mboxname: "user.t.b", gone: 0 }
+      ])
+      // the offsets recorded for each line are where reindex finds them
+      const live = ["subscription", "message"].map((t) => tableRows(`${data}.index`, `SELECT * FROM ${t} ORDER BY id`))
+      fs.rmSync(`${data}.index`)
+      yield* reindexFile(data, { keepPrevious: false })
+      expect(["subscription", "message"].map((t) => tableRows(`${data}.index`, `SELECT * FROM ${t} ORDER BY id`))).toEqual(live)
     }))
 
   it.effect("recovers files left by an abandoned session (unsealed member, partial APPLY)", () =>
