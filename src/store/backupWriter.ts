@@ -13,10 +13,10 @@
  * (gaps G14/G15). Closing the scope seals the member and releases the lock.
  */
 import { Effect, Scope } from "effect"
-import { bytesOf, type Item } from "../protocol/dlist/value.js"
+import type { Item } from "../protocol/dlist/value.js"
 import { writeChunkState, type ChunkState } from "./chunkState.js"
 import { lockDataFile } from "./dataFileLock.js"
-import { itemParts, lineLength } from "./dlistText.js"
+import { lineParts, partsLength } from "./dlistText.js"
 import { BackupClosed, type AppendError, type OpenError } from "./errors.js"
 import { CHUNK_HEADER, GZIP_HEADER } from "./gzipMember.js"
 import { indexApply } from "./indexApply.js"
@@ -60,8 +60,6 @@ export interface OpenForAppendOptions {
   readonly now?: () => number
 }
 
-const CRLF = Buffer.from("\r\n", "latin1")
-
 export const openForAppend = (
   dataPath: string,
   options: OpenForAppendOptions = {}
@@ -101,11 +99,13 @@ export const openForAppend = (
         const startNew = openChunk === null
         if (startNew) dataHash.init()
         const acc: Accumulator = { crc: startNew ? 0 : before.crc, length: startNew ? 0 : before.length, data: dataHash, file: fileHash }
-        const parts = items.flatMap((it) => [bytesOf(`${ts} APPLY `), ...itemParts(it), CRLF])
+        // each line printed once: its parts are written, and their length places the next line
+        const lines = items.map((it) => lineParts(it, ts))
+        const parts = lines.flat()
         const lineOffsets: Array<number> = []
-        for (let at = startNew ? CHUNK_HEADER.length : before.length, k = 0; k < items.length; k++) {
+        for (let at = startNew ? CHUNK_HEADER.length : before.length, k = 0; k < lines.length; k++) {
           lineOffsets.push(at)
-          at += lineLength(items[k]!, ts)
+          at += partsLength(lines[k]!)
         }
 
         const txn = Effect.gen(function*() {

@@ -3,7 +3,7 @@
  * text of a list that the index keeps (flags, annotations).
  */
 import { printItemParts, printValueString, type PrintPart } from "../protocol/dlist/print.js"
-import { item as mkItem, type Dlist, type Item } from "../protocol/dlist/value.js"
+import { bytesOf, item as mkItem, type Dlist, type Item } from "../protocol/dlist/value.js"
 
 /** A piece of a printed line: literal bytes, or a staged message file to stream. */
 export type LinePart = PrintPart
@@ -19,9 +19,17 @@ export const itemParts = (it: Item): ReadonlyArray<LinePart> => {
   return printItemParts(key === it.key ? it : mkItem(key, it.value))
 }
 
-/** Uncompressed length of the data-file line `<ts> APPLY <item>\r\n`. */
-export const lineLength = (it: Item, ts: number): number => {
-  let n = `${ts} APPLY `.length + 2
-  for (const p of itemParts(it)) n += p instanceof Uint8Array ? p.length : p.size
+const CRLF = bytesOf("\r\n")
+
+/** The parts of the data-file line `<ts> APPLY <item>\r\n`. */
+export const lineParts = (it: Item, ts: number): ReadonlyArray<LinePart> => [bytesOf(`${ts} APPLY `), ...itemParts(it), CRLF]
+
+/** Uncompressed length of printed parts (staged files by their size). */
+export const partsLength = (parts: ReadonlyArray<LinePart>): number => {
+  let n = 0
+  for (const p of parts) n += p instanceof Uint8Array ? p.length : p.size
   return n
 }
+
+/** Uncompressed length of the data-file line `<ts> APPLY <item>\r\n`. */
+export const lineLength = (it: Item, ts: number): number => partsLength(lineParts(it, ts))
