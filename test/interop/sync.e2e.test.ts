@@ -22,6 +22,7 @@ import {
   ADMIN_PASSWORD,
   ADMIN_USER,
   adminName,
+  adminSession,
   backupFilesOf,
   backupFootprint,
   csyncSession,
@@ -38,13 +39,13 @@ import {
   populate,
   runCtlBackups,
   runRestore,
-  runSyncClient,
   saslauthdSkipReason,
   snapshotUser,
   startBackupServer,
   startRestoreTarget,
   startSaslauthd,
   startSource,
+  syncOk as syncOkOn,
   unreferencedMessages,
   USER_PASSWORD,
   warnIfNoCyrus,
@@ -80,15 +81,6 @@ const makeEnv = Effect.gen(function*() {
 })
 
 class Env extends Context.Tag("SyncE2eEnv")<Env, Effect.Effect.Success<typeof makeEnv>>() {}
-
-/** An authenticated admin csync session on our backupd. */
-const adminSession = (backup: BackupServerInstance, compress = false) =>
-  Effect.gen(function*() {
-    const client = yield* csyncSession(backup.port)
-    expect(yield* client.authenticate(ADMIN_USER, ADMIN_PASSWORD)).toBe("OK Success (no protection)")
-    if (compress) expect(yield* client.compress).toBe("OK DEFLATE active")
-    return client
-  })
 
 const field = (line: string, name: string): string | undefined => new RegExp(`\\b${name} ("[^"]*"|[^ ()]+)`).exec(line)?.[1]?.replace(/^"|"$/g, "")
 
@@ -200,15 +192,7 @@ const expectBackupsMatchSource = (label: string) =>
     return snaps
   })
 
-const syncOk = (args: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const { source, backup } = yield* Env
-    const result = yield* runSyncClient(source, args, { timeout: "180 seconds" })
-    if (result.exitCode !== 0) console.error(result.stdout, result.stderr, yield* backup.masterLog)
-    expect(result.exitCode, `sync_client ${args.join(" ")}`).toBe(0)
-    yield* backup.awaitBackupsClosed()
-    return result
-  })
+const syncOk = (args: ReadonlyArray<string>) => Effect.flatMap(Env, ({ source, backup }) => syncOkOn(source, backup, args))
 
 const footprints = (backup: BackupServerInstance, users: ReadonlyArray<string>) =>
   Effect.forEach(users, (u) => backupFootprint(backupFilesOf(backup, u)!))

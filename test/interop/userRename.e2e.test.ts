@@ -19,8 +19,8 @@ import {
   ADMIN_PASSWORD,
   ADMIN_USER,
   adminName,
+  adminSession,
   backupFilesOf,
-  csyncSession,
   cyrBackupListing,
   expectedContents,
   guidsInDataFile,
@@ -30,11 +30,11 @@ import {
   populate,
   runCtlBackups,
   runRestore,
-  runSyncClient,
   snapshotUser,
   startBackupServer,
   startRestoreTarget,
   startSource,
+  syncOk as syncOkOn,
   USER_PASSWORD,
   warnIfNoCyrus,
   type UserSnapshot
@@ -66,14 +66,7 @@ const makeEnv = Effect.gen(function*() {
 
 class Env extends Context.Tag("UserRenameEnv")<Env, Effect.Effect.Success<typeof makeEnv>>() {}
 
-const syncOk = (args: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const { source, backup } = yield* Env
-    const result = yield* runSyncClient(source, args, { timeout: "180 seconds" })
-    if (result.exitCode !== 0) console.error(result.stdout, result.stderr, yield* backup.masterLog)
-    expect(result.exitCode, `sync_client ${args.join(" ")}`).toBe(0)
-    yield* backup.awaitBackupsClosed()
-  })
+const syncOk = (args: ReadonlyArray<string>) => Effect.flatMap(Env, ({ source, backup }) => syncOkOn(source, backup, args))
 
 const snapshot = (user: string) =>
   Effect.flatMap(Env, ({ source }) => snapshotUser(source.imapPort, user, USER_PASSWORD))
@@ -83,8 +76,7 @@ const getUser = (user: string) =>
   Effect.scoped(
     Effect.gen(function*() {
       const { backup } = yield* Env
-      const client = yield* csyncSession(backup.port)
-      expect(yield* client.authenticate(ADMIN_USER, ADMIN_PASSWORD)).toBe("OK Success (no protection)")
+      const client = yield* adminSession(backup)
       const answer = yield* client.command(`GET USER ${user}`)
       expect(answer.final).toBe("OK Success")
       yield* client.command("EXIT")
