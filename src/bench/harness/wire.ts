@@ -25,11 +25,31 @@ export interface Wire {
 
 const READ_TIMEOUT: Duration.DurationInput = "120 seconds"
 
+/**
+ * The bytes a loopback connection has delivered so far, read by `take`. Shared by `openWire`
+ * and the csync test client (which puts an inflater between the socket and the buffer).
+ */
+export interface SocketBytes {
+  readonly socket: Socket
+  /** Adds bytes to the buffer (what the socket delivers, unless `redirect`ed). */
+  readonly push: (chunk: Buffer) => void
+  /** Sends the socket's bytes to `to` instead of `push` (e.g. through an inflater that pushes). */
+  readonly redirect: (to: (chunk: Buffer) => void) => void
+  /** Ends reading: waiting and later `take`s fail with `reason` once `f` finds nothing. */
+  readonly fail: (reason: string) => void
+  /**
+   * Waits until `f` can take something from the buffered bytes: it returns the value and how
+   * many bytes it used, or undefined to wait for more (`closed`: no more will come).
+   */
+  readonly take: <A>(what: string, f: (buffered: Buffer, closed: boolean) => readonly [A, number] | undefined) => Effect.Effect<A, ProtocolError>
+}
+
 /** Connects to 127.0.0.1:port; the socket is destroyed when the scope closes. */
-export const openWire = (
+export const connectBytes = (
   port: number,
-  protocol: ProtocolError["protocol"]
-): Effect.Effect<Wire, ProtocolError, Scope.Scope> =>
+  protocol: ProtocolError["protocol"],
+  timeout: Duration.DurationInput = READ_TIMEOUT
+): Effect.Effect<SocketBytes, ProtocolError, Scope.Scope> =>
   Effect.gen(function*() {
     const socket = yield* Effect.acquireRelease(
       Effect.async<Socket, ProtocolError>((resume) => {
@@ -52,25 +72,27 @@ export const openWire = (
       wake = undefined
       w?.()
     }
-    socket.on("data", (chunk: Buffer) => {
+    const push = (chunk: Buffer) => {
       buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk])
       notify()
-    })
-    socket.on("error", (e) => {
-      closed = String(e)
+    }
+    const fail = (reason: string) => {
+      closed ??= reason
       notify()
-    })
-    socket.on("close", () => {
-      closed ??= "connection closed"
-      notify()
-    })
+    }
+    let input = push
+    socket.on("data", (chunk: Buffer) => input(chunk))
+    socket.on("error", (e) => fail(String(e)))
+    socket.on("close", () => fail("connection closed"))
 
-    // waits until `take` can extract something from the buffer
-    const takeWhenReady = <A>(what: string, take: () => A | undefined): Effect.Effect<A, ProtocolError> =>
+    const take = <A>(what: string, f: (buffered: Buffer, closed: boolean) => readonly [A, number] | undefined): Effect.Effect<A, ProtocolError> =>
       Effect.async<A, ProtocolError>((resume) => {
         const attempt = () => {
-          const got = take()
-          if (got !== undefined) return resume(Effect.succeed(got))
+          const got = f(buffer, closed !== undefined)
+          if (got !== undefined) {
+            buffer = buffer.subarray(got[1])
+            return resume(Effect.succeed(got[0]))
+          }
           if (closed !== undefined) {
             return resume(Effect.fail(new ProtocolError({ protocol, command: what, reply: closed })))
           }
@@ -82,35 +104,46 @@ export const openWire = (
         })
       }).pipe(
         Effect.timeoutFail({
-          duration: READ_TIMEOUT,
+          duration: timeout,
           onTimeout: () => new ProtocolError({ protocol, command: what, reply: "timeout" })
         }),
         withLiveClock
       )
 
-    const readLine = takeWhenReady("read line", () => {
-      const at = buffer.indexOf("\n")
-      if (at < 0) return undefined
-      const line = buffer.subarray(0, at).toString("latin1").replace(/\r$/, "")
-      buffer = buffer.subarray(at + 1)
-      return line
-    })
-    const readBytes = (n: number) =>
-      takeWhenReady(`read ${n} bytes`, () => {
-        if (buffer.length < n) return undefined
-        const bytes = buffer.subarray(0, n).toString("latin1")
-        buffer = buffer.subarray(n)
-        return bytes
-      })
+    return { socket, push, redirect: (to) => void (input = to), fail, take } satisfies SocketBytes
+  })
+
+/** The next line with its line end, from `bytes`. */
+export const readRawLine = (bytes: SocketBytes): Effect.Effect<string, ProtocolError> =>
+  bytes.take("read line", (b) => {
+    const at = b.indexOf("\n")
+    return at < 0 ? undefined : [b.subarray(0, at + 1).toString("latin1"), at + 1]
+  })
+
+/** The next `n` bytes from `bytes`. */
+export const readExactly = (bytes: SocketBytes, n: number): Effect.Effect<string, ProtocolError> =>
+  bytes.take(`read ${n} bytes`, (b) => (b.length < n ? undefined : [b.subarray(0, n).toString("latin1"), n]))
+
+/** Connects to 127.0.0.1:port; the socket is destroyed when the scope closes. */
+export const openWire = (
+  port: number,
+  protocol: ProtocolError["protocol"]
+): Effect.Effect<Wire, ProtocolError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const bytes = yield* connectBytes(port, protocol)
     const write = (data: string) =>
       Effect.async<void, ProtocolError>((resume) => {
-        socket.write(Buffer.from(data, "latin1"), (e) =>
+        bytes.socket.write(Buffer.from(data, "latin1"), (e) =>
           resume(
             e === undefined || e === null
               ? Effect.void
               : Effect.fail(new ProtocolError({ protocol, command: "write", reply: String(e) }))
           ))
       })
-    const wire: Wire = { readLine, readBytes, write }
+    const wire: Wire = {
+      readLine: Effect.map(readRawLine(bytes), (l) => l.replace(/\r?\n$/, "")),
+      readBytes: (n) => readExactly(bytes, n),
+      write
+    }
     return wire
   })

@@ -4,11 +4,9 @@
  * commands whose answers are read up to the final OK/NO/BAD line. Server literals
  * (`{n}` / `{n+}` at the end of a line) are read into the line. Everything is latin1.
  */
-import { connect, type Socket } from "node:net"
 import * as zlib from "node:zlib"
 import { Effect, Scope } from "effect"
-import { withLiveClock } from "./cyrus.js"
-import { ProtocolError } from "./wire.js"
+import { connectBytes, ProtocolError, readExactly, readRawLine } from "./wire.js"
 
 export interface CsyncAnswer {
   /** `* ...` and `+ ...` lines, literals inlined. */
@@ -39,72 +37,11 @@ const fail = (command: string, reply: string) => new ProtocolError({ protocol: "
 /** Connects to a csync server on 127.0.0.1:port; closed with the scope. */
 export const csyncSession = (port: number, timeoutMs = 60_000): Effect.Effect<CsyncClient, ProtocolError, Scope.Scope> =>
   Effect.gen(function*() {
-    const socket = yield* Effect.acquireRelease(
-      Effect.async<Socket, ProtocolError>((resume) => {
-        const s = connect({ host: "127.0.0.1", port })
-        s.once("error", (e) => resume(Effect.fail(fail(`connect :${port}`, String(e)))))
-        s.once("connect", () => {
-          s.removeAllListeners("error")
-          resume(Effect.succeed(s))
-        })
-      }),
-      (s) => Effect.sync(() => s.destroy())
-    )
-    let buffer: Buffer = Buffer.alloc(0)
-    let closed: string | undefined
-    let wake: (() => void) | undefined
-    const notify = () => {
-      const w = wake
-      wake = undefined
-      w?.()
-    }
-    const onPlain = (chunk: Buffer) => {
-      buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk])
-      notify()
-    }
-    let inflater: zlib.InflateRaw | undefined
+    const conn = yield* connectBytes(port, "tcp", timeoutMs)
+    const socket = conn.socket
     let deflater: zlib.DeflateRaw | undefined
-    socket.on("data", (chunk: Buffer) => (inflater === undefined ? onPlain(chunk) : inflater.write(chunk)))
-    socket.on("error", (e) => {
-      closed = String(e)
-      notify()
-    })
-    socket.on("close", () => {
-      closed ??= "connection closed"
-      notify()
-    })
-
-    const take = <A>(what: string, f: () => A | undefined): Effect.Effect<A, ProtocolError> =>
-      Effect.async<A, ProtocolError>((resume) => {
-        const attempt = () => {
-          const got = f()
-          if (got !== undefined) return resume(Effect.succeed(got))
-          if (closed !== undefined) return resume(Effect.fail(fail(what, closed)))
-          wake = attempt
-        }
-        attempt()
-        return Effect.sync(() => {
-          wake = undefined
-        })
-      }).pipe(
-        Effect.timeoutFail({ duration: timeoutMs, onTimeout: () => fail(what, "timeout") }),
-        withLiveClock
-      )
-
-    const rawLine = take("read line", () => {
-      const at = buffer.indexOf("\n")
-      if (at < 0) return undefined
-      const line = buffer.subarray(0, at + 1).toString("latin1")
-      buffer = buffer.subarray(at + 1)
-      return line
-    })
-    const bytes = (n: number) =>
-      take(`read ${n} bytes`, () => {
-        if (buffer.length < n) return undefined
-        const out = buffer.subarray(0, n).toString("latin1")
-        buffer = buffer.subarray(n)
-        return out
-      })
+    const rawLine = readRawLine(conn)
+    const bytes = (n: number) => readExactly(conn, n)
 
     /** One logical line: literals inlined, CRLF stripped. */
     const readLine: Effect.Effect<string, ProtocolError> = Effect.gen(function*() {
@@ -162,27 +99,18 @@ export const csyncSession = (port: number, timeoutMs = 60_000): Effect.Effect<Cs
         const answer = yield* command("COMPRESS DEFLATE")
         if (answer.final.startsWith("OK")) {
           const z = zlib.createInflateRaw()
-          z.on("data", onPlain)
-          z.on("error", (e) => {
-            closed = `inflate: ${e.message}`
-            notify()
-          })
+          z.on("data", conn.push)
+          z.on("error", (e) => conn.fail(`inflate: ${e.message}`))
           // bytes that arrived after the OK line are compressed already
-          const early = buffer
-          buffer = Buffer.alloc(0)
-          inflater = z
+          const early = yield* conn.take("compressed bytes", (b) => [Buffer.from(b), b.length])
+          conn.redirect((chunk) => z.write(chunk))
           if (early.length > 0) z.write(early)
           deflater = zlib.createDeflateRaw()
           deflater.on("data", (b: Buffer) => socket.write(b))
         }
         return answer.final
       }),
-      readToEnd: take("read to end", () => {
-        if (closed === undefined) return undefined
-        const out = buffer.toString("latin1")
-        buffer = Buffer.alloc(0)
-        return out
-      })
+      readToEnd: conn.take("read to end", (b, closed) => (closed ? [b.toString("latin1"), b.length] : undefined))
     }
     return client
   })
