@@ -20,6 +20,7 @@ import { Effect } from "effect"
 import fc from "fast-check"
 import { reindexFile } from "../../src/store/reindex.js"
 import { verifyFile } from "../../src/store/verify.js"
+import { lcg as prng } from "../support/bundle.js"
 import { bundledBackupd } from "./support/bundle.js"
 import { dataFiles, listFiles, makeServerRoot, type ServerRoot } from "./support/inProcess.js"
 import { applyOp, expectedUser, mailboxLine, newModel, normaliseLines, opArb, type ModelState, type Step } from "./support/model.js"
@@ -74,10 +75,6 @@ afterAll(() => {
   if (root && process.env["CYB_KEEP"] !== "1") fs.rmSync(root.root, { recursive: true, force: true })
 })
 
-const prng = (seed: number) => () => {
-  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0
-  return seed / 0x100000000
-}
 
 /** Runs a whole conversation with our backupd; resolves with its answers. */
 const session = async (input: string, wrap: ReadonlyArray<string> = [], on: ServerRoot = root) => {

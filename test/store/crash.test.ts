@@ -15,6 +15,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { openForAppend } from "../../src/store/backupWriter.js"
 import { verifyFile } from "../../src/store/verify.js"
+import { bundleEntry, lcg as prng } from "../support/bundle.js"
 import { crashGuid } from "./support/crashSteps.js"
 import { chownForCyrus, cyrusConf, haveCyrus, runCyrus, tempDir, warnNoCyrus } from "./support.js"
 
@@ -24,32 +25,8 @@ const TRIALS = Number(process.env["CRASH_TRIALS"] ?? 50)
 
 warnNoCyrus("the ctl_backups verify step of the crash trials (our own recovery and verify still run)")
 
-/**
- * Bundles the child script into one file (only the native addons stay external, resolved
- * from node_modules): a bundled child reaches its first append about 3x sooner.
- */
-const buildChild = async (): Promise<string> => {
-  const esbuild = (await import("esbuild")) as typeof import("esbuild")
-  const outfile = path.join(root, "node_modules", ".cache", "cyrus-backupd-tests", `crashAppender-${process.pid}.mjs`)
-  await esbuild.build({
-    entryPoints: [path.join(here, "support", "crashAppender.ts")],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    external: ["better-sqlite3", "fs-ext"],
-    // Bundled CommonJS dependencies call require(); give the ESM bundle one.
-    banner: { js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);' },
-    outfile,
-    logLevel: "warning"
-  })
-  return outfile
-}
-
-/** A small deterministic PRNG so a failing trial can be replayed (CRASH_SEED). */
-const prng = (seed: number) => () => {
-  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0
-  return seed / 0x100000000
-}
+/** The child script bundled (test/support/bundle.ts): it reaches its first append about 3x sooner. */
+const buildChild = (): Promise<string> => bundleEntry(path.join("test", "store", "support", "crashAppender.ts"), "crashAppender")
 
 interface TrialResult {
   readonly acked: ReadonlyArray<number>
