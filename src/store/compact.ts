@@ -104,6 +104,20 @@ interface Chunk {
 const ioError = (path: string, op: string) => (e: unknown) =>
   new BackupIoError({ path, op, message: (e as Error).message ?? String(e) })
 
+/**
+ * Ids of the chunks that still hold something live at `since` (Cyrus's compaction rule):
+ * a mailbox, record, message, subscription or sieve script not removed before it, or any SEEN.
+ * Its parameters are `liveChunkParams(since)`.
+ */
+export const LIVE_CHUNK_IDS =
+  "SELECT last_chunk_id FROM mailbox WHERE deleted IS NULL OR deleted > ?" +
+  " UNION SELECT last_chunk_id FROM mailbox_message WHERE expunged IS NULL OR expunged > ?" +
+  " UNION SELECT chunk_id FROM message AS m JOIN mailbox_message AS mm ON m.id = mm.message_id AND (mm.expunged IS NULL OR mm.expunged > ?)" +
+  " UNION SELECT last_chunk_id FROM subscription WHERE unsubscribed IS NULL OR unsubscribed > ?" +
+  " UNION SELECT last_chunk_id FROM seen" +
+  " UNION SELECT chunk_id FROM sieve WHERE deleted IS NULL OR deleted > ?"
+export const liveChunkParams = (since: number): ReadonlyArray<number> => [since, since, since, since, since]
+
 const failed = (path: string, message: string) => new CompactFailed({ path, message })
 
 /** Cyrus's size rules, given the config in bytes. */
@@ -159,14 +173,8 @@ const originalQueries = (sql: Sql, indexPath: string) => {
     live: (since: number) =>
       Effect.map(
         q(
-          "SELECT id, offset, length FROM chunk WHERE id IN (" +
-            " SELECT last_chunk_id FROM mailbox WHERE deleted IS NULL OR deleted > ?" +
-            " UNION SELECT last_chunk_id FROM mailbox_message WHERE expunged IS NULL OR expunged > ?" +
-            " UNION SELECT chunk_id FROM message AS m JOIN mailbox_message AS mm ON m.id = mm.message_id AND (mm.expunged IS NULL OR mm.expunged > ?)" +
-            " UNION SELECT last_chunk_id FROM subscription WHERE unsubscribed IS NULL OR unsubscribed > ?" +
-            " UNION SELECT last_chunk_id FROM seen" +
-            " UNION SELECT chunk_id FROM sieve WHERE deleted IS NULL OR deleted > ? ) ORDER BY id;",
-          [since, since, since, since, since]
+          `SELECT id, offset, length FROM chunk WHERE id IN (${LIVE_CHUNK_IDS}) ORDER BY id;`,
+          liveChunkParams(since)
         ),
         (rows) => rows.map(toChunk)
       ),

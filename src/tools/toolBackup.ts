@@ -9,6 +9,7 @@ import { Effect, type Scope } from "effect"
 import { checkIndexPresent, indexPathOf } from "../store/backupFiles.js"
 import { makeReader, type BackupReader } from "../store/backupReader.js"
 import { lastChunk, type ChunkRow } from "../store/chunkState.js"
+import { LIVE_CHUNK_IDS, liveChunkParams } from "../store/compact.js"
 import { lockDataFile, type LockedDataFile } from "../store/dataFileLock.js"
 import { BackupIoError, type BackupIndexError, type OpenError } from "../store/errors.js"
 import { bigColumn, indexError, intColumn, openIndexDb, query, textColumn, textParam, type Sql } from "../store/indexDb.js"
@@ -166,14 +167,8 @@ export const cyrusQueries = (b: Pick<ToolBackup, "sql" | "indexPath">): CyrusQue
     liveChunks: (since) =>
       Effect.map(
         q(
-          `SELECT ${CHUNK_FIELDS} FROM chunk WHERE id IN (` +
-            " SELECT last_chunk_id FROM mailbox WHERE deleted IS NULL OR deleted > ?" +
-            " UNION SELECT last_chunk_id FROM mailbox_message WHERE expunged IS NULL OR expunged > ?" +
-            " UNION SELECT chunk_id FROM message AS m JOIN mailbox_message AS mm ON m.id = mm.message_id AND (mm.expunged IS NULL OR mm.expunged > ?)" +
-            " UNION SELECT last_chunk_id FROM subscription WHERE unsubscribed IS NULL OR unsubscribed > ?" +
-            " UNION SELECT last_chunk_id FROM seen" +
-            " UNION SELECT chunk_id FROM sieve WHERE deleted IS NULL or deleted > ? );",
-          [since, since, since, since, since]
+          `SELECT ${CHUNK_FIELDS} FROM chunk WHERE id IN (${LIVE_CHUNK_IDS});`,
+          liveChunkParams(since)
         ),
         (rows) => rows.map(toChunk)
       ),
