@@ -19,7 +19,7 @@ import { makeHandlers } from "../session/handlers.js"
 import { runSession, type SessionSettings } from "../session/Session.js"
 import { UserBackups, type UserBackupsShape } from "../store/UserBackups.js"
 import { userBackupsLayer } from "../store/userBackupsLive.js"
-import { makeServiceLog, type ServiceLog } from "../telemetry/ServiceLog.js"
+import { logNotice, makeServiceLog, syslogIdent, withServiceLog, type ServiceLog } from "../telemetry/ServiceLog.js"
 import { telemetryOpener } from "../telemetry/TelemetryLog.js"
 import { EX_CONFIG, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE } from "../util/sysexits.js"
 import { packageVersion, versionLine } from "../util/version.js"
@@ -28,21 +28,22 @@ import { acceptLoop } from "./MasterService.js"
 import { parseServiceArgs, usageText, type ServiceArgs } from "./ServiceArgs.js"
 import { runDebugCommand } from "./debugCommand.js"
 import { Signals, type StopReason } from "./Signals.js"
-import { tlsOptionsFrom } from "./tlsOptions.js"
+import { loadTlsOptions } from "./tlsOptions.js"
 
 const PROGRAM = "backupd"
 
 /** Cyrus's 5-minute close of idle backups, but enforced even when the client is silent. */
 const IDLE_CLOSE_MS = 5 * 60 * 1000
 
-export const sessionSettingsFrom = (config: CyrusConfig): SessionSettings => ({
+/** `tls`: the options read at start (loadTlsOptions), undefined without TLS. */
+export const sessionSettingsFrom = (config: CyrusConfig, tls: tls.TlsOptions | undefined): SessionSettings => ({
   servername: config.serverName !== "" ? config.serverName : hostname(),
   version: `cyrus-backupd-${packageVersion}`,
   maxword: config.maxWord,
   maxquoted: config.maxQuoted,
   literalMinus: config.literalMinus,
   syncTimeout: Duration.seconds(Math.max(3, config.syncTimeout)),
-  tls: tlsOptionsFrom(config),
+  tls,
   stagingDir: config.backupStagingPath
 })
 
@@ -73,8 +74,10 @@ export interface SessionEnv {
   readonly backups: UserBackupsShape
   readonly log: ServiceLog
   readonly stop: Deferred.Deferred<StopReason>
-  /** `-s`: TLS handshake before the banner (these options), else undefined. */
-  readonly wrapTls?: tls.TlsOptions | undefined
+  /** The TLS options read at start (STARTTLS, `-s`), undefined without TLS. */
+  readonly tls?: tls.TlsOptions | undefined
+  /** `-s`: TLS handshake before the banner (with `tls`). */
+  readonly wrapTls?: boolean
 }
 
 /**
@@ -121,15 +124,15 @@ export const serveConnection = (conn: Connection, env: SessionEnv): Effect.Effec
           )
         })
       )
-      if (env.wrapTls !== undefined) {
-        const handshake = yield* Effect.either(conn.startTls(env.wrapTls))
+      if (env.wrapTls === true && env.tls !== undefined) {
+        const handshake = yield* Effect.either(conn.startTls(env.tls))
         if (Either.isLeft(handshake)) {
           env.log.notice(`TLS negotiation failed: ${conn.peer.clientHost}: ${handshake.left.message}`)
           yield* conn.close
           return
         }
       }
-      const settings = sessionSettingsFrom(env.config)
+      const settings = sessionSettingsFrom(env.config, env.tls)
       const sessionDir = path.join(settings.stagingDir, "sync.", String(process.pid))
       removeOrphanedStaging(path.join(settings.stagingDir, "sync."), env.log)
       yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(sessionDir, { recursive: true, force: true })))
@@ -145,7 +148,7 @@ export const serveConnection = (conn: Connection, env: SessionEnv): Effect.Effec
         apply: (item, emit) => Effect.suspend(() => ((totals.apply += 1), handlers.apply(item, emit))),
         get: (item, emit) => Effect.suspend(() => ((totals.get += 1), handlers.get(item, emit)))
       }
-      // Close idle backups even while the client says nothing (gaps.md G16).
+      // Close idle backups even while the client says nothing (docs/gaps.md G16).
       yield* Effect.forkScoped(
         Effect.repeat(backupSet.closeIdle(IDLE_CLOSE_MS), Schedule.spaced("30 seconds")).pipe(Effect.ignore)
       )
@@ -203,60 +206,75 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
   const service = process.env["CYRUS_SERVICE"] || PROGRAM
   const serviceId = process.env["CYRUS_ID"] || "0"
 
+  // Until imapd.conf is read, lines go out under the service name and the default facility.
+  const logToStderr = process.env["BACKUPD_LOG_STDERR"] === "1"
+  const bootLog = makeServiceLog({
+    ident: syslogIdent(process.env["CYRUS_SYSLOG_PREFIX"], service),
+    facility: undefined,
+    debug: false,
+    stderr: logToStderr
+  })
+
+  const serve = (config: CyrusConfig, log: ServiceLog) =>
+    Effect.gen(function* () {
+      process.umask(config.umask)
+      if (args.debugCommand) yield* runDebugCommand(config.debugCommand, process.argv[1] ?? PROGRAM, service, log.info)
+      // Read once: a later change of the files cannot break a connection (see tlsOptions.ts).
+      const tlsOptions = yield* loadTlsOptions(config).pipe(
+        Effect.mapError((e) => ({ exit: EX_CONFIG, message: `TLS setup failed: ${e.message}` }))
+      )
+      if (args.tlsWrapped && tlsOptions === undefined) {
+        yield* Effect.logError("Fatal error: imaps: required OpenSSL options not present")
+        return yield* Effect.fail({ exit: EX_CONFIG, message: "imaps: required OpenSSL options not present" })
+      }
+      const authSettings = authSettingsFrom(config, args)
+      const stdioIsPipe = args.stdio && !stdinIsNetworkSocket()
+      const auth = yield* makeAuthenticator(authSettings).pipe(
+        Effect.catchAll((e) =>
+          // A session on a pipe is pre-authenticated and never checks a password.
+          stdioIsPipe
+            ? Effect.succeed(makeAuthenticatorWith(authSettings, { check: () => Effect.succeed(saslFailure("NOUSER", "no password check configured")) }))
+            : Effect.fail({ exit: EX_CONFIG, message: `sasl_pwcheck_method: ${e.method ?? "(unset)"} is not supported; use saslauthd or alwaystrue` })
+        )
+      )
+      const backups = yield* UserBackups
+      const signals = yield* Signals
+      const env: SessionEnv = {
+        config,
+        auth,
+        backups,
+        log,
+        stop: signals.stopRequested,
+        tls: tlsOptions,
+        wrapTls: args.tlsWrapped
+      }
+      yield* Effect.forkDaemon(
+        Effect.flatMap(Deferred.await(signals.stopRequested), (why) =>
+          why === "terminate" ? logNotice("graceful shutdown") : Effect.logInfo("hangup: exiting after this session")
+        )
+      )
+      if (args.stdio) {
+        yield* serveConnection(fromStdio(), env)
+        const reason = yield* signals.poll
+        return reason._tag === "Some" && reason.value === "terminate" ? EX_TEMPFAIL : EX_OK
+      }
+      const lockPath = path.join(config.configDirectory, "socket", `${service}-${serviceId}.lock`)
+      return yield* acceptLoop(
+        { maxUses: args.maxUses, reuseTimeout: args.reuseTimeout, lockPath, programFiles: programFiles(), log: log.error },
+        (socket: NetSocket) => serveConnection(fromSocket(socket), env)
+      ).pipe(Effect.mapError((e) => ({ exit: e.exitCode, message: e.message })))
+    }).pipe(withServiceLog(log, { debug: config.debug }))
+
   const program = Effect.gen(function* () {
     const config = yield* Config
     const log = makeServiceLog({
-      ident: `${process.env["CYRUS_SYSLOG_PREFIX"] ?? config.syslogPrefix ?? ""}${(process.env["CYRUS_SYSLOG_PREFIX"] ?? config.syslogPrefix) ? "/" : ""}${service}`,
+      ident: syslogIdent(process.env["CYRUS_SYSLOG_PREFIX"] ?? config.syslogPrefix, service),
       facility: config.syslogFacility,
       debug: config.debug,
       // BACKUPD_LOG_STDERR=1: log to stderr even when a syslog socket exists (containers, tests).
-      stderr: process.env["BACKUPD_LOG_STDERR"] === "1"
+      stderr: logToStderr
     })
-    process.umask(config.umask)
-    if (args.debugCommand) yield* runDebugCommand(config.debugCommand, process.argv[1] ?? PROGRAM, service, log.info)
-    const tlsOptions = yield* Effect.try({
-      try: () => tlsOptionsFrom(config),
-      catch: (e) => ({ exit: EX_CONFIG, message: `TLS setup failed: ${(e as Error).message}` })
-    })
-    if (args.tlsWrapped && tlsOptions === undefined) {
-      log.error("Fatal error: imaps: required OpenSSL options not present")
-      return yield* Effect.fail({ exit: EX_CONFIG, message: "imaps: required OpenSSL options not present" })
-    }
-    const authSettings = authSettingsFrom(config, args)
-    const stdioIsPipe = args.stdio && !stdinIsNetworkSocket()
-    const auth = yield* makeAuthenticator(authSettings).pipe(
-      Effect.catchAll((e) =>
-        // A session on a pipe is pre-authenticated and never checks a password.
-        stdioIsPipe
-          ? Effect.succeed(makeAuthenticatorWith(authSettings, { check: () => Effect.succeed(saslFailure("NOUSER", "no password check configured")) }))
-          : Effect.fail({ exit: EX_CONFIG, message: `sasl_pwcheck_method: ${e.method ?? "(unset)"} is not supported; use saslauthd or alwaystrue` })
-      )
-    )
-    const backups = yield* UserBackups
-    const signals = yield* Signals
-    const env: SessionEnv = {
-      config,
-      auth,
-      backups,
-      log,
-      stop: signals.stopRequested,
-      wrapTls: args.tlsWrapped ? tlsOptions : undefined
-    }
-    yield* Effect.forkDaemon(
-      Effect.flatMap(Deferred.await(signals.stopRequested), (why) =>
-        Effect.sync(() => (why === "terminate" ? log.notice("graceful shutdown") : log.info("hangup: exiting after this session")))
-      )
-    )
-    if (args.stdio) {
-      yield* serveConnection(fromStdio(), env)
-      const reason = yield* signals.poll
-      return reason._tag === "Some" && reason.value === "terminate" ? EX_TEMPFAIL : EX_OK
-    }
-    const lockPath = path.join(config.configDirectory, "socket", `${service}-${serviceId}.lock`)
-    return yield* acceptLoop(
-      { maxUses: args.maxUses, reuseTimeout: args.reuseTimeout, lockPath, programFiles: programFiles(), log: log.error },
-      (socket: NetSocket) => serveConnection(fromSocket(socket), env)
-    ).pipe(Effect.mapError((e) => ({ exit: e.exitCode, message: e.message })))
+    return yield* serve(config, log)
   })
 
   const configLayer = Config.layer({ path: args.configFile, service })
@@ -266,7 +284,9 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
     userBackupsLayer.pipe(Layer.provide(configLayer))
   ).pipe(Layer.provideMerge(NodeFileSystem.layer))
 
-  return Effect.runPromiseExit(program.pipe(Effect.provide(layers))).then((exit) => {
+  // The service log is the Effect Logger of the whole program, layers included: no
+  // `Effect.log*` can reach stdout, which under -X is the csync stream.
+  return Effect.runPromiseExit(program.pipe(Effect.provide(layers), withServiceLog(bootLog))).then((exit) => {
     if (Exit.isSuccess(exit)) return exit.value
     const failure = Cause.failureOption(exit.cause)
     if (failure._tag === "Some") {

@@ -1,24 +1,35 @@
 /**
- * Where backupd's log lines go: syslog(3), as Cyrus programs log, with the ident
+ * Where every program's log lines go: syslog(3), as Cyrus programs log, with the ident
  * `[<syslog_prefix>/]<service>` and the facility from `syslog_facility` (default LOCAL6).
  * When no syslog socket exists (containers, tests), lines go to stderr instead, prefixed
- * with the ident and pid, so nothing is lost silently.
+ * with the ident and pid, so nothing is lost silently. Never stdout: under `-X` stdout is the
+ * csync stream, and for the tools it is their output.
+ *
+ * The log is also the program's Effect `Logger` (`withServiceLog`): each entry point installs
+ * it around its whole program, so an `Effect.log*` anywhere lands here, at the syslog priority
+ * of its level (see `syslogPriority`).
  */
+import { Cause, Effect, HashMap, Layer, Logger, LogLevel } from "effect"
 import { existsSync } from "node:fs"
-import { posix } from "../service/posix.js"
+import { posix } from "../util/posix.js"
+
+/** <syslog.h> priorities. */
+export const LOG_CRIT = 2
+export const LOG_ERR = 3
+export const LOG_WARNING = 4
+export const LOG_NOTICE = 5
+export const LOG_INFO = 6
+export const LOG_DEBUG = 7
 
 export interface ServiceLog {
+  /** One line at a syslog priority (LOG_DEBUG lines only with `debug: yes`). */
+  readonly write: (priority: number, line: string) => void
   readonly error: (line: string) => void
+  readonly warning: (line: string) => void
   readonly notice: (line: string) => void
   readonly info: (line: string) => void
   readonly debug: (line: string) => void
 }
-
-// <syslog.h> values.
-const LOG_ERR = 3
-const LOG_NOTICE = 5
-const LOG_INFO = 6
-const LOG_DEBUG = 7
 
 const FACILITIES: Record<string, number> = {
   KERN: 0, USER: 1, MAIL: 2, DAEMON: 3, AUTH: 4, SYSLOG: 5, LPR: 6, NEWS: 7, UUCP: 8, CRON: 9, AUTHPRIV: 10, FTP: 11,
@@ -31,6 +42,10 @@ export const facilityCode = (name: string | undefined): number => {
   return (FACILITIES[key] ?? FACILITIES["LOCAL6"]!) << 3
 }
 
+/** `[<prefix>/]<name>`, Cyrus's syslog ident. */
+export const syslogIdent = (prefix: string | undefined, name: string): string =>
+  prefix !== undefined && prefix !== "" ? `${prefix}/${name}` : name
+
 export interface LogOptions {
   readonly ident: string
   readonly facility: string | undefined
@@ -38,34 +53,109 @@ export interface LogOptions {
   readonly debug: boolean
   /** Force stderr (tests, `-X` debugging); default: stderr only when /dev/log is missing. */
   readonly stderr?: boolean
+  /** Where the stderr fallback writes (default: the process's stderr). */
+  readonly writeStderr?: (text: string) => void
+}
+
+/** A ServiceLog over `emit` (LOG_DEBUG lines dropped unless `debug`). */
+export const serviceLogFrom = (emit: (priority: number, line: string) => void, debug: boolean): ServiceLog => {
+  const write = (priority: number, line: string) => (priority < LOG_DEBUG || debug ? emit(priority, line) : undefined)
+  return {
+    write,
+    error: (line) => write(LOG_ERR, line),
+    warning: (line) => write(LOG_WARNING, line),
+    notice: (line) => write(LOG_NOTICE, line),
+    info: (line) => write(LOG_INFO, line),
+    debug: (line) => write(LOG_DEBUG, line)
+  }
 }
 
 export const makeServiceLog = (options: LogOptions): ServiceLog => {
-  const useSyslog = options.stderr !== true && existsSync("/dev/log")
-  let emit: (priority: number, line: string) => void
-  if (useSyslog) {
+  if (options.stderr !== true && existsSync("/dev/log")) {
     const addon = posix()
     addon.openlog(options.ident, facilityCode(options.facility))
-    emit = (priority, line) => addon.syslog(priority, line)
-  } else {
-    emit = (_priority, line) => void process.stderr.write(`${options.ident}[${process.pid}]: ${line}\n`)
+    return serviceLogFrom((priority, line) => addon.syslog(priority, line), options.debug)
   }
-  return {
-    error: (line) => emit(LOG_ERR, line),
-    notice: (line) => emit(LOG_NOTICE, line),
-    info: (line) => emit(LOG_INFO, line),
-    debug: (line) => (options.debug ? emit(LOG_DEBUG, line) : undefined)
+  const writeStderr = options.writeStderr ?? ((text: string) => void process.stderr.write(text))
+  return serviceLogFrom((_priority, line) => writeStderr(`${options.ident}[${process.pid}]: ${line}\n`), options.debug)
+}
+
+const PRIORITY_NAMES: Record<number, string> = {
+  [LOG_CRIT]: "crit", [LOG_ERR]: "error", [LOG_WARNING]: "warning", [LOG_NOTICE]: "notice", [LOG_INFO]: "info", [LOG_DEBUG]: "debug"
+}
+
+/** `error`, `notice`, ... for a priority. */
+export const priorityName = (priority: number): string => PRIORITY_NAMES[priority] ?? String(priority)
+
+/** A log that keeps lines in memory (tests): `"<priority name>: <line>"`. */
+export const memoryLog = (): ServiceLog & { readonly lines: Array<string> } => {
+  const lines: Array<string> = []
+  return { lines, ...serviceLogFrom((p, l) => void lines.push(`${priorityName(p)}: ${l}`), true) }
+}
+
+// --- the Effect Logger -------------------------------------------------------------------
+
+/** Log annotation that picks the syslog priority of one entry (see `logNotice`). */
+export const SYSLOG_PRIORITY = "syslog_priority"
+
+/** Effect's levels as syslog priorities; undefined for the pseudo levels All and None. */
+export const syslogPriority = (level: LogLevel.LogLevel): number | undefined => {
+  switch (level._tag) {
+    case "Fatal":
+      return LOG_CRIT
+    case "Error":
+      return LOG_ERR
+    case "Warning":
+      return LOG_WARNING
+    case "Info":
+      return LOG_INFO
+    case "Debug":
+    case "Trace":
+      return LOG_DEBUG
+    default:
+      return undefined
   }
 }
 
-/** A log that keeps lines in memory (tests). */
-export const memoryLog = (): ServiceLog & { readonly lines: Array<string> } => {
-  const lines: Array<string> = []
-  return {
-    lines,
-    error: (l) => void lines.push(`error: ${l}`),
-    notice: (l) => void lines.push(`notice: ${l}`),
-    info: (l) => void lines.push(`info: ${l}`),
-    debug: (l) => void lines.push(`debug: ${l}`)
+/** `Effect.log` at LOG_NOTICE, the level Cyrus uses for logins and session ends (Effect has no notice level). */
+export const logNotice = (...message: ReadonlyArray<unknown>): Effect.Effect<void> =>
+  Effect.log(...message).pipe(Effect.annotateLogs(SYSLOG_PRIORITY, LOG_NOTICE))
+
+const text = (part: unknown): string => {
+  if (typeof part === "string") return part
+  if (part instanceof Error) return part.message
+  try {
+    return typeof part === "object" && part !== null ? JSON.stringify(part) : String(part)
+  } catch {
+    return String(part)
   }
 }
+
+/** One syslog line: the message parts, the annotations as ` key=value`, then the cause. Never a newline. */
+const formatEntry = (message: unknown, cause: Cause.Cause<unknown>, annotations: HashMap.HashMap<string, unknown>): string => {
+  const parts = (Array.isArray(message) ? message : [message]).map(text)
+  for (const [key, value] of annotations) if (key !== SYSLOG_PRIORITY) parts.push(`${key}=${text(value)}`)
+  if (!Cause.isEmpty(cause)) parts.push(Cause.pretty(cause))
+  return parts.join(" ").replace(/\s*\n\s*/g, " ")
+}
+
+/** The Effect Logger that writes to `log`. */
+export const serviceLogger = (log: ServiceLog): Logger.Logger<unknown, void> =>
+  Logger.make(({ logLevel, message, cause, annotations }) => {
+    const chosen = HashMap.get(annotations, SYSLOG_PRIORITY)
+    const priority = chosen._tag === "Some" && typeof chosen.value === "number" ? chosen.value : syslogPriority(logLevel)
+    if (priority !== undefined) log.write(priority, formatEntry(message, cause, annotations))
+  })
+
+/** The layer that makes `log` the only Effect Logger (and lets Debug through with `debug: yes`). */
+export const serviceLogLayer = (log: ServiceLog, options: { readonly debug?: boolean } = {}): Layer.Layer<never> =>
+  Layer.merge(
+    Logger.replace(Logger.defaultLogger, serviceLogger(log)),
+    options.debug === true ? Logger.minimumLogLevel(LogLevel.Debug) : Layer.empty
+  )
+
+/** Runs `self` with `log` as its Effect Logger. */
+export const withServiceLog =
+  (log: ServiceLog, options: { readonly debug?: boolean } = {}) =>
+  <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+    Effect.provide(self, serviceLogLayer(log, options))

@@ -8,6 +8,7 @@ import { Cause, Effect, Exit, Layer } from "effect"
 import { Config, DEFAULT_CONFIG_PATH, type CyrusConfig } from "../config/index.js"
 import { Partitions } from "../partitions/index.js"
 import { BackupsDb } from "../store/locate/index.js"
+import { makeServiceLog, withServiceLog, type ServiceLog } from "../telemetry/ServiceLog.js"
 import { EX_CONFIG, EX_SOFTWARE } from "../util/sysexits.js"
 import { printer, type ToolIo } from "./toolIo.js"
 
@@ -40,9 +41,22 @@ export const atoi = (s: string): number => {
   return Number.isFinite(n) ? n | 0 : 0
 }
 
-/** Runs a tool program; a defect becomes one line on stderr and EX_SOFTWARE. */
+/**
+ * A tool's log, as Cyrus's tools log: syslog under the program's name, or the tool's stderr
+ * when there is no syslog socket (or BACKUPD_LOG_STDERR=1). Never stdout, the tool's output.
+ */
+export const toolLog = (
+  program: string,
+  writeStderr: (text: string) => void,
+  env: Readonly<Record<string, string | undefined>> = process.env
+): ServiceLog => makeServiceLog({ ident: program, facility: undefined, debug: false, stderr: env["BACKUPD_LOG_STDERR"] === "1", writeStderr })
+
+/**
+ * Runs a tool program with its log as the Effect Logger; a defect becomes one line on stderr
+ * and EX_SOFTWARE.
+ */
 export const runTool = (program: string, io: ToolIo, main: Effect.Effect<number, ToolExit>): Promise<number> =>
-  Effect.runPromiseExit(main).then((exit) => {
+  Effect.runPromiseExit(main.pipe(withServiceLog(toolLog(program, (t) => void io.stderr.write(t), io.env)))).then((exit) => {
     if (Exit.isSuccess(exit)) return exit.value
     const failure = Cause.failureOption(exit.cause)
     if (failure._tag === "Some") return failure.value.code

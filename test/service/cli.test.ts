@@ -60,6 +60,16 @@ describe("backupd command line", () => {
     fs.rmSync(dir, { recursive: true, force: true })
   })
 
+  it("exits 78 naming the option and file when a TLS file cannot be read at start", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cli-"))
+    const conf = path.join(dir, "imapd.conf")
+    fs.writeFileSync(conf, `configdirectory: ${dir}/conf\ntls_server_cert: ${dir}/missing.pem\ntls_server_key: ${dir}/missing.key\n`)
+    const r = run(["-C", conf, "-X"])
+    expect(r.status).toBe(78)
+    expect(r.stderr).toBe(`backupd: TLS setup failed: tls_server_cert: cannot read ${dir}/missing.pem: no such file or directory (ENOENT)\n`)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+
   it("serves one pre-authenticated session on a pipe with -X", () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cli-"))
     const conf = path.join(dir, "imapd.conf")

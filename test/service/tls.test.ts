@@ -80,6 +80,26 @@ describe.skipIf(!opensslPresent)("TLS", () => {
     expect(m.stderr()).toMatch(/login: \[127\.0\.0\.1\] admin EXTERNAL\+TLS User logged in/)
   })
 
+  it("certificate and key are read once at start: removing them later breaks no connection", async () => {
+    const { m, certDir } = await serve((dir) => serverCert(dir))
+    const session = async () => {
+      const c = await connectClient(m.port)
+      expect(await c.banner()).toContain("* STARTTLS")
+      c.send("STARTTLS\r\n")
+      expect(await c.line()).toBe("OK Begin TLS negotiation now")
+      await c.startTls()
+      expect((await c.banner()).at(-1)).toMatch(/^\* OK svc-test /)
+      c.send(plainAuth("admin") + "EXIT\r\n")
+      expect(await c.line()).toMatch(/^OK Success/)
+      expect(await c.line()).toBe("OK Finished")
+      await c.closed
+    }
+    await session()
+    for (const f of fs.readdirSync(certDir)) fs.rmSync(`${certDir}/${f}`)
+    await session()
+    expect(m.stderr()).not.toMatch(/internal error|session error/)
+  })
+
   it("tls_versions limits the protocol versions", async () => {
     const { m } = await serve((dir) => [...serverCert(dir), "tls_versions: tls1_3"], ["-s"])
     await expect(connectClient(m.port, { maxVersion: "TLSv1.2" })).rejects.toThrow()

@@ -17,7 +17,9 @@ import { Partitions } from "../../partitions/index.js"
 import { openForRead, type BackupReader } from "../../store/backupReader.js"
 import { BackupsDb } from "../../store/locate/index.js"
 import { openAtTime } from "../../store/pointInTime.js"
+import { withServiceLog } from "../../telemetry/ServiceLog.js"
 import * as X from "../../util/sysexits.js"
+import { toolLog } from "../toolRuntime.js"
 import { InputFileError, NoSuchBackup, SyncConnectError } from "./errors.js"
 import { mailboxItem } from "./mailboxDlist.js"
 import { parseRestoreArgs, usageText, type RestoreOptions } from "./options.js"
@@ -248,7 +250,8 @@ export const runRestore = (argv: ReadonlyArray<string>, io: RestoreIo = defaultI
           return X.EX_SOFTWARE
         })
       ),
-      Effect.provide(NodeContext.layer)
+      Effect.provide(NodeContext.layer),
+      withServiceLog(toolLog("restore", io.stderr))
     )
   )
 }

@@ -16,6 +16,7 @@ import { parseServiceArgs } from "../../../src/service/ServiceArgs.js"
 import type { StopReason } from "../../../src/service/Signals.js"
 import { UserBackups } from "../../../src/store/UserBackups.js"
 import { userBackupsLayer } from "../../../src/store/userBackupsLive.js"
+import { priorityName, serviceLogFrom, withServiceLog } from "../../../src/telemetry/ServiceLog.js"
 
 /** A backup server's directories and its imapd.conf. */
 export interface ServerRoot {
@@ -150,12 +151,7 @@ export const makeInProcessServer = async (root: ServerRoot): Promise<InProcessSe
   const layer = Layer.mergeAll(configLayer, userBackupsLayer.pipe(Layer.provide(configLayer))).pipe(Layer.provideMerge(NodeFileSystem.layer))
   const runtime = ManagedRuntime.make(layer)
   const logLines: Array<LogLine> = []
-  const log = {
-    error: (line: string) => void logLines.push({ level: "error", line }),
-    notice: (line: string) => void logLines.push({ level: "notice", line }),
-    info: (line: string) => void logLines.push({ level: "info", line }),
-    debug: () => undefined
-  }
+  const log = serviceLogFrom((priority, line) => void logLines.push({ level: priorityName(priority), line }), false)
   const env: SessionEnv = await runtime.runPromise(
     Effect.gen(function* () {
       const config = yield* Config
@@ -170,7 +166,7 @@ export const makeInProcessServer = async (root: ServerRoot): Promise<InProcessSe
 
   const start = () => {
     const mem = new MemoryConnection()
-    const done = runtime.runPromise(serveConnection(mem.connection, env))
+    const done = runtime.runPromise(serveConnection(mem.connection, env).pipe(withServiceLog(log)))
     return { mem, done }
   }
 
