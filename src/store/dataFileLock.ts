@@ -9,7 +9,7 @@
  */
 import fs from "node:fs"
 import nodePath from "node:path"
-import { Effect, Schedule, Scope } from "effect"
+import { Effect, ExecutionStrategy, Exit, Option, Schedule, Scope } from "effect"
 import { fcntlLock } from "../util/fcntlLock.js"
 import { BackupExists, BackupIoError, BackupLocked, BackupNotFound } from "./errors.js"
 
@@ -64,20 +64,46 @@ const samePathInode = (path: string, fd: number) =>
     catch: ioError(path, "fstat")
   })
 
+/**
+ * Runs `effect` in a scope of its own, a child of the caller's. The child stays open (and
+ * closes with the caller's scope) when `keep` holds for the result; on failure, interruption
+ * or a result not kept it is closed at once. What `effect` acquired is thus released exactly
+ * once, either now or with the caller's scope.
+ */
+const ownScope = <A, E, R>(effect: Effect.Effect<A, E, R | Scope.Scope>, keep: (a: A) => boolean = () => true) =>
+  Effect.flatMap(Effect.scope, (outer) =>
+    Effect.flatMap(Scope.fork(outer, ExecutionStrategy.sequential), (child) =>
+      Scope.extend(effect, child).pipe(
+        Effect.onExit((exit) => (Exit.isSuccess(exit) && keep(exit.value) ? Effect.void : Scope.close(child, Exit.void)))
+      )
+    )
+  )
+
+/**
+ * One attempt: open, lock, check that the path still names the locked inode. The descriptor
+ * is a resource of the attempt's scope, so it is closed once whatever happens: at once if the
+ * lock is busy, fails or the file was replaced, else when the caller's scope closes.
+ */
+const attempt = (path: string, opts: LockOptions) =>
+  ownScope(
+    Effect.gen(function*() {
+      const fd = yield* Effect.acquireRelease(openFd(path, opts), closeFd)
+      yield* fcntlLock(fd, "write", false).pipe(
+        Effect.catchTags({
+          LockBusy: () => Effect.fail(new BackupLocked({ path })),
+          LockFailed: (e) => Effect.fail(new BackupIoError({ path, op: "fcntl", message: e.message }))
+        })
+      )
+      return (yield* samePathInode(path, fd)) ? Option.some(fd) : Option.none<number>()
+    }),
+    Option.isSome
+  )
+
 const lockOnce = (path: string, opts: LockOptions) =>
   Effect.gen(function*() {
     for (;;) {
-      const fd = yield* openFd(path, opts)
-      const locked = yield* fcntlLock(fd, "write", false).pipe(
-        Effect.catchTags({
-          LockBusy: () => Effect.zipRight(closeFd(fd), Effect.fail(new BackupLocked({ path }))),
-          LockFailed: (e) => Effect.zipRight(closeFd(fd), Effect.fail(new BackupIoError({ path, op: "fcntl", message: e.message })))
-        }),
-        Effect.zipRight(samePathInode(path, fd)),
-        Effect.tapError(() => closeFd(fd))
-      )
-      if (locked) return fd
-      yield* closeFd(fd)
+      const fd = yield* attempt(path, opts)
+      if (Option.isSome(fd)) return fd.value
       // Replaced under us; an exclusive create must not fail on our own first attempt.
       opts = { ...opts, exclusive: false }
     }
@@ -89,17 +115,13 @@ export const lockDataFile = (
   opts: LockOptions = {}
 ): Effect.Effect<LockedDataFile, BackupLocked | BackupNotFound | BackupExists | BackupIoError, Scope.Scope> => {
   const key = nodePath.resolve(path)
-  const acquire = Effect.gen(function*() {
-    if (held.has(key)) return yield* Effect.fail(new BackupLocked({ path }))
-    held.add(key)
-    const attempt = lockOnce(path, opts)
-    const fd = yield* (opts.wait
-      ? attempt.pipe(Effect.retry({ while: (e) => e._tag === "BackupLocked", schedule: Schedule.spaced("100 millis") }))
-      : attempt
-    ).pipe(Effect.tapError(() => Effect.sync(() => held.delete(key))))
-    return { path, fd }
-  })
-  return Effect.acquireRelease(acquire, ({ fd }) =>
-    Effect.zipRight(closeFd(fd), Effect.sync(() => held.delete(key)))
+  // The in-process claim is released after the descriptor is closed (finalizers run in reverse).
+  const claim = Effect.acquireRelease(
+    Effect.suspend(() => (held.has(key) ? Effect.fail(new BackupLocked({ path })) : Effect.sync(() => void held.add(key)))),
+    () => Effect.sync(() => void held.delete(key))
   )
+  const locked = opts.wait
+    ? lockOnce(path, opts).pipe(Effect.retry({ while: (e) => e._tag === "BackupLocked", schedule: Schedule.spaced("100 millis") }))
+    : lockOnce(path, opts)
+  return ownScope(Effect.zipRight(claim, Effect.map(locked, (fd) => ({ path, fd }))))
 }
