@@ -2,7 +2,7 @@
  * The authentication service the session uses: banner mechanisms, AUTHENTICATE exchanges
  * and the identity of pre-authenticated (UNIX-socket) sessions.
  */
-import { Context, Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { type Authorization, unixSocketIdentity } from "./authorization.js"
 import type { UnsupportedPwcheckMethod } from "./errors.js"
 import { type AuthStep, startExchange } from "./exchange.js"
@@ -21,8 +21,6 @@ export interface AuthenticatorShape {
   /** The identity of a session on a UNIX-domain socket (no SASL). */
   readonly unixSocketIdentity: Authorization
 }
-
-export class Authenticator extends Context.Tag("cyrus-backupd/auth/Authenticator")<Authenticator, AuthenticatorShape>() {}
 
 export const makeAuthenticatorWith = (
   settings: AuthSettings,
@@ -43,8 +41,3 @@ export const makeAuthenticator = (
   env: Readonly<Record<string, string | undefined>> = process.env
 ): Effect.Effect<AuthenticatorShape, UnsupportedPwcheckMethod> =>
   Effect.map(makePasswordChecker(settings), (passwords) => makeAuthenticatorWith(settings, passwords, env))
-
-export const authenticatorLayer = (
-  settings: AuthSettings,
-  env: Readonly<Record<string, string | undefined>> = process.env
-): Layer.Layer<Authenticator, UnsupportedPwcheckMethod> => Layer.effect(Authenticator, makeAuthenticator(settings, env))

@@ -4,7 +4,7 @@
  * Implemented: `saslauthd` and `alwaystrue`. Anything else is refused when the checker is
  * built, so a misconfiguration shows at startup instead of as failed logins.
  */
-import { Context, Effect, Layer } from "effect"
+import { Effect } from "effect"
 import { UnsupportedPwcheckMethod } from "./errors.js"
 import { encodeSaslauthdRequest, saslauthdRoundTrip } from "./saslauthdClient.js"
 import { saslFailure, type SaslFailure } from "./saslResult.js"
@@ -17,11 +17,6 @@ export interface PasswordCheckerShape {
   /** `user` is the canonical authentication id; both are latin1 byte strings. */
   readonly check: (user: string, password: string) => Effect.Effect<PasswordVerdict>
 }
-
-export class PasswordChecker extends Context.Tag("cyrus-backupd/auth/PasswordChecker")<
-  PasswordChecker,
-  PasswordCheckerShape
->() {}
 
 type Verifier = (user: string, password: string) => Effect.Effect<PasswordVerdict>
 
@@ -81,6 +76,3 @@ export const makePasswordChecker = (
       })
     return { check }
   })
-
-export const passwordCheckerLayer = (settings: AuthSettings): Layer.Layer<PasswordChecker, UnsupportedPwcheckMethod> =>
-  Layer.effect(PasswordChecker, makePasswordChecker(settings))

@@ -41,13 +41,4 @@ export class Signals extends Context.Tag("Signals")<Signals, SignalsShape>() {
       return make(stopRequested)
     })
   )
-
-  /** For tests and embedded use: handlers are not installed; stop is requested by hand. */
-  static readonly manual: Layer.Layer<Signals> = Layer.effect(
-    Signals,
-    Effect.gen(function* () {
-      const stopRequested = yield* Deferred.make<StopReason>()
-      return make(stopRequested)
-    })
-  )
 }

@@ -44,7 +44,6 @@ export interface BackupSet {
   /** Keeps an unclaimed uploaded message until a mailbox claims it (moves the staged file). */
   readonly holdPending: (file: File) => Effect.Effect<void>
   readonly pending: (guid: string) => File | undefined
-  readonly dropPending: (guid: string) => void
 }
 
 /** Builds the set; everything still open is closed when the surrounding Scope closes. */
@@ -119,13 +118,7 @@ export const makeBackupSet = (
           fs.renameSync(file.path, target)
           pendingFiles.set(file.guid, { ...file, path: target })
         }),
-      pending: (guid) => pendingFiles.get(guid),
-      dropPending: (guid) => {
-        const f = pendingFiles.get(guid)
-        if (f === undefined) return
-        pendingFiles.delete(guid)
-        fs.rmSync(f.path, { force: true })
-      }
+      pending: (guid) => pendingFiles.get(guid)
     }
     return set
   })
