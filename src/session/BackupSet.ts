@@ -37,6 +37,13 @@ export interface BackupSet {
   readonly all: () => ReadonlyArray<OpenBackup>
   /** Closes every open backup (from within a command, e.g. RESTART). */
   readonly closeAll: Effect.Effect<void>
+  /**
+   * Closes the open backups of every key but `key` whose work is finished: nothing RESERVEd
+   * for them is still waiting to be uploaded. (sync_client begins each user with GET USER or
+   * GET META and never returns to a user it has finished, so that user's backup is sealed and
+   * unlocked then instead of at session end; a later command for it simply opens it again.)
+   */
+  readonly closeFinished: (key: string) => Effect.Effect<void>
   /** Closes backups unused for longer than `idleMs`. */
   readonly closeIdle: (idleMs: number) => Effect.Effect<void>
   /** Runs `effect` while no idle close can happen. */
@@ -101,6 +108,14 @@ export const makeBackupSet = (
         }),
       all: () => order.map((k) => entries.get(k)!.backup),
       closeAll,
+      closeFinished: (key) =>
+        Effect.suspend(() =>
+          Effect.forEach(
+            order.filter((k) => k !== key && entries.get(k)!.backup.reserved.size === 0),
+            closeEntry,
+            { discard: true }
+          )
+        ),
       closeIdle: (idleMs) =>
         permit.withPermits(1)(
           Effect.suspend(() => {

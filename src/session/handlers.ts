@@ -176,7 +176,10 @@ export const makeHandlers = (deps: HandlerDeps): CommandHandlers & { readonly st
           return
         case "User":
         case "Meta": {
-          const b = yield* openFor(canonicalUserid(cmd.userid, naming), false)
+          const key = canonicalUserid(cmd.userid, naming)
+          // A new user's sync begins: the users before it are done (see BackupSet.closeFinished).
+          yield* backups.closeFinished(key)
+          const b = yield* openFor(key, false)
           if (b === undefined) return
           const r = b.writer.reader
           if (cmd._tag === "User") {
