@@ -1,6 +1,6 @@
 /**
- * Cyrus internal mailbox names and whose backup they belong to (wire.md §4, "userid
- * derivation"). Internal names look like `[domain!]user.anne.Sent`, with `.` as the
+ * Cyrus internal mailbox names and whose backup they belong to (docs/architecture.md,
+ * "Whose backup"). Internal names look like `[domain!]user.anne.Sent`, with `.` as the
  * hierarchy separator and `^` standing for a `.` inside a component; deleted mailboxes
  * (delayed delete) are `DELETED.user.anne.Trash.5F3A1B2C`.
  */

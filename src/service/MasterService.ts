@@ -1,5 +1,5 @@
 /**
- * The contract between Cyrus's `master` and a service process (service.md §1), for backupd:
+ * The contract between Cyrus's `master` and a service process (docs/operations.md, "How it behaves under master"), for backupd:
  *
  *   fd 3  status pipe to master: 8-byte `{ int message; pid_t pid; }` in host byte order
  *   fd 4  the listening socket, shared with master and sibling processes

@@ -6,7 +6,7 @@
  *
  * Besides the open backups, the set keeps the session's *pending messages*: uploaded message
  * files that no open backup reserved. The original appends those to every open backup
- * (gaps.md G3, a privacy leak between users); we hold them, staged on disk, until an APPLY
+ * (docs/gaps.md G3, a privacy leak between users); we hold them, staged on disk, until an APPLY
  * MAILBOX shows which backup references them, and drop the unclaimed ones at session end.
  */
 import { Effect, Exit, Option, Scope } from "effect"

@@ -1,7 +1,7 @@
 /**
  * Reading the command layer of csync from the byte reader: command words, line ends, and
  * skipping the rest of a bad line — with the same byte-level rules as Cyrus's `getword`,
- * `eatline` and its end-of-line check (wire.md §2.1–2.3).
+ * `eatline` and its end-of-line check (docs/architecture.md, "Command lines").
  */
 import { Effect } from "effect"
 import { ByteReader, EOF, WORD_STOP, byteClass, type ByteSourceError, type TokenTooLong, type Token } from "../protocol/ByteReader.js"

@@ -181,7 +181,7 @@ const sessionLoop = (deps: SessionDeps, tapped: TappedConnection): Effect.Effect
           return CONTINUE
         }
         if (!step.isAdmin) {
-          // Stricter than 3.6.1 (gaps.md G12): a non-admin is refused at once instead of
+          // Stricter than 3.6.1 (docs/gaps.md G12): a non-admin is refused at once instead of
           // being let in and then denied every command, EXIT included.
           log.notice(`badlogin: ${conn.peer.clientHost} ${step.mechanism} [${step.userid} is not an admin]`)
           yield* send(Reply.permissionDenied)

@@ -1,7 +1,7 @@
 /**
  * The one place where the outcome of an APPLY or GET becomes its final reply line
- * (wire.md §4 table). The original collapses every other failure into `NO Unknown error`
- * (gaps.md G11); we keep that wire text — sync_client maps any unlisted NO the same way —
+ * (docs/architecture.md, "APPLY and GET"). The original collapses every other failure into `NO Unknown error`
+ * (docs/gaps.md G11); we keep that wire text — sync_client maps any unlisted NO the same way —
  * but log the real reason so the administrator can see it.
  */
 import { Data } from "effect"

@@ -6,7 +6,7 @@
  * an item is the Store's business (it answers BAD_PARAMETERS for those), as in Cyrus.
  *
  * A decode failure is a protocol error (`NO IMAP_PROTOCOL_ERROR`), matching the original's
- * checks (wire.md §4–5).
+ * checks (docs/architecture.md, "APPLY and GET").
  */
 import { Either, Schema } from "effect"
 import type { Dlist, File, Item } from "../protocol/dlist/value.js"

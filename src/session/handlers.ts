@@ -1,8 +1,8 @@
 /**
- * What APPLY and GET do (wire.md §4–5), on the session's BackupSet. Each handler returns the
+ * What APPLY and GET do (docs/architecture.md, "APPLY and GET"), on the session's BackupSet. Each handler returns the
  * command's final reply line; failures are mapped to replies in answers.ts only.
  *
- * Differences from Cyrus 3.6.1, each closing a gap of gaps.md:
+ * Differences from Cyrus 3.6.1, each closing a gap of docs/gaps.md:
  * - G3: uploaded messages nobody reserved are not appended to every open backup; they wait
  *   (staged) until an APPLY MAILBOX references them, and go only into that user's backup.
  *   A RESERVE of a GUID already waiting is answered as present (no re-upload needed).

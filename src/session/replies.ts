@@ -1,6 +1,6 @@
 /**
  * Every line backupd sends that is not data, exactly as Cyrus 3.6.1's backupd words it
- * (wire.md §6). Replies are untagged; each ends with CRLF when written.
+ * (docs/architecture.md, "csync as backupd speaks it"). Replies are untagged; each ends with CRLF when written.
  */
 
 /** Command words as Cyrus normalises them (first letter upper case, rest lower case). */
@@ -32,7 +32,7 @@ export const Reply = {
   fatal: (text: string) => `* Fatal error: ${text}`
 } as const
 
-/** The final line of an APPLY or GET, by outcome (wire.md §4 table). */
+/** The final line of an APPLY or GET, by outcome (docs/architecture.md, "APPLY and GET"). */
 export const ApplyReply = {
   success: "OK Success",
   mailboxLocked: "NO IMAP_MAILBOX_LOCKED Mailbox locked",

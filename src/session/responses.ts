@@ -1,6 +1,6 @@
 /**
  * Untagged GET answers built from index rows, field for field in the order Cyrus 3.6.1's
- * backupd prints them (wire.md §5).
+ * backupd prints them (docs/architecture.md, "APPLY and GET").
  */
 import { Effect } from "effect"
 import { printItem } from "../protocol/dlist/print.js"

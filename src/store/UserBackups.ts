@@ -10,7 +10,7 @@ import type { OpenError } from "./errors.js"
 export interface UserBackupsShape {
   /**
    * Opens the backup of `key` for appending. Without `create`, a key with no backup yet gives
-   * None (so reads never create backups, unlike the original: gaps.md G14).
+   * None (so reads never create backups, unlike the original: docs/gaps.md G14).
    */
   readonly open: (
     key: string,

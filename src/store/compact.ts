@@ -1,5 +1,5 @@
 /**
- * Compacting a backup (`ctl_backups compact`, spec/storage.md §9 and §10): a new data file
+ * Compacting a backup (`ctl_backups compact`, docs/storage.md, "Compaction"): a new data file
  * and index are built beside the original as `<data>.new` / `<data>.index.new`, holding what
  * the live state still needs, then renamed over the original while its lock is held.
  *
@@ -140,7 +140,7 @@ export const sizeRules = (minBytes: number, maxBytes: number) => {
   return { wantCombine, wantSplit }
 }
 
-/** Whether compaction is worth doing (storage.md §9 step 4). */
+/** Whether compaction is worth doing (docs/storage.md, "Compaction": `backup_compact_work_threshold`). */
 export const compactRequired = (
   all: ReadonlyArray<Chunk>,
   keep: ReadonlyArray<Chunk>,

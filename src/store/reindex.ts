@@ -1,6 +1,6 @@
 /**
- * Rebuilding a backup's index from its data file alone (Cyrus's `backup_reindex`,
- * spec/storage.md §8): every gzip member becomes a chunk row and every APPLY line in it is
+ * Rebuilding a backup's index from its data file alone (Cyrus's `backup_reindex`;
+ * docs/tools.md, `reindex`): every gzip member becomes a chunk row and every APPLY line in it is
  * indexed exactly as an append would have indexed it (`indexApply`), so the rows equal the
  * incrementally built ones.
  *
@@ -11,7 +11,7 @@
  * - timestamps that go backwards are indexed, not `fatal()`;
  * - a damaged member is reported and skipped: the next member is found by scanning for a
  *   gzip header whose data starts with the chunk header line, so later chunks are not lost
- *   (gaps G22);
+ *   (docs/gaps.md G22);
  * - if anything was damaged or the rebuild fails, the previous index is kept beside the new
  *   one (or put back), whatever `keepPrevious` says.
  * As Cyrus: members without any parsable line give no chunk row (so a header-only chunk of a

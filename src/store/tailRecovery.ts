@@ -7,7 +7,7 @@
  *
  * Slow path (index written or rebuilt by the C tools): Cyrus's quick verify of the last chunk,
  * done while hashing the file once to rebuild our state. An unindexed tail after the last
- * member (what a crashed C backupd leaves, gaps G20) is cut off.
+ * member (what a crashed C backupd leaves, docs/gaps.md G20) is cut off.
  */
 import { Effect } from "effect"
 import type { LockedDataFile } from "./dataFileLock.js"

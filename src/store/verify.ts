@@ -1,6 +1,6 @@
 /**
  * Checking a backup's index against its data file, as Cyrus's `backup_verify` does
- * (spec/storage.md §7), with the same levels: the last chunk's checksums (quick), every
+ * (docs/tools.md, `verify`), with the same levels: the last chunk's checksums (quick), every
  * chunk's checksums, message links, message GUIDs and mailbox links (full = all of them).
  *
  * Unlike Cyrus, verification does not stop at the first failure: every problem is returned

@@ -1,5 +1,5 @@
 /**
- * Per-user protocol telemetry, as Cyrus writes it (service.md §4): when an admin has created
+ * Per-user protocol telemetry, as Cyrus writes it (docs/operations.md, "Logging"): when an admin has created
  * `{configdirectory}/log/<userid>/`, a session that authenticates as `<userid>` appends to
  * `<ident>-<pid>` there (or `<ident>-<sessionid>` with `telemetry_bysessionid`) a header
  * `---------- <userid> <ctime>\n\n`, then every plaintext input chunk as `<unixtime<bytes`

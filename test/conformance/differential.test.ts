@@ -7,7 +7,7 @@
  *
  * Normalised, because they are documented deliberate differences or not ours to match:
  *  - the banner's version text;
- *  - RECORD order in GET FULLMAILBOX (gaps.md G32: C has no ORDER BY, ours answers in UID order);
+ *  - RECORD order in GET FULLMAILBOX (docs/gaps.md G32: C has no ORDER BY, ours answers in UID order);
  *  - G14 (GETs create backups in C): only backups of users that got an APPLY are listed;
  *  - G6 (C ignores UNUSER; ours records the user's mailboxes, subscriptions and sieve scripts
  *    as gone): the generated conversations leave UNUSER out;

@@ -86,7 +86,7 @@ const runSequence = async (ops: ReadonlyArray<Op>) => {
   } finally {
     await session.close()
   }
-  // GET alone creates no backup here (gaps.md G14, a deliberate difference).
+  // GET alone creates no backup here (docs/gaps.md G14, a deliberate difference).
   if (applied === 0) return
   // Offline: the index rebuilt from the data file equals the live one; full verify passes.
   const data = dataFiles(server.root.backups).find((f) => path.basename(f).startsWith(`${userid}_`))

@@ -4,7 +4,7 @@
  * `ctl_backups verify` passes, and three independent views of the backups — the real
  * `cyr_backup` listings, each user's SQLite index, and our own `GET USER`/`GET FULLMAILBOX`
  * answers — match the source's IMAP state. Also: no message leaks into another user's backup
- * (gaps.md G3), the real `restore` restores every user, the same conversation gives the same
+ * (docs/gaps.md G3), the real `restore` restores every user, the same conversation gives the same
  * answers and the same backups with COMPRESS DEFLATE on and off, the telemetry log has
  * Cyrus's shape, and bad credentials / non-admins / garbage get the documented answers.
  *
@@ -360,7 +360,7 @@ describe.skipIf(!runnable)("sync_client 3.6.1 → our backupd under master, sasl
             expect((yield* c.command("APPLY UNUSER alice")).final).toBe("NO Please authenticate first")
             expect(yield* c.authenticate(ADMIN_USER, "wrong")).toBe("NO authentication failure")
             expect(yield* c.authenticate("nosuchuser", "x")).toBe("NO authentication failure")
-            // a non-admin is refused at AUTHENTICATE (gaps.md G12), and may still leave
+            // a non-admin is refused at AUTHENTICATE (docs/gaps.md G12), and may still leave
             expect(yield* c.authenticate("alice", USER_PASSWORD)).toBe("NO Permission denied")
             expect((yield* c.command("GET USER alice")).final).toBe("NO Please authenticate first")
             expect((yield* c.command("EXIT")).final).toBe("OK Finished")

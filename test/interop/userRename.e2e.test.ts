@@ -1,5 +1,5 @@
 /**
- * A user rename on the source (gaps.md G1), end to end: carol is renamed to dave by an admin
+ * A user rename on the source (docs/gaps.md G1), end to end: carol is renamed to dave by an admin
  * (`RENAME user.carol user.dave`, `allowusermoves: yes`), and the real `sync_client` 3.6.1
  * replicates that to our backupd under the real master.
  *
@@ -8,7 +8,7 @@
  * brings dave back identical). carol's backup is kept, with every message she had, so her
  * history stays restorable (point in time), but it no longer shows her mailboxes, subscriptions
  * or sieve script as live: sync_client finds no carol on the source and sends APPLY UNUSER,
- * which the C backupd throws away (gaps.md G6) and ours records. Every backup passes the real
+ * which the C backupd throws away (docs/gaps.md G6) and ours records. Every backup passes the real
  * `ctl_backups verify`, and erin, who reads carol's shared folder, still matches the source.
  */
 import { describe, expect, layer } from "@effect/vitest"

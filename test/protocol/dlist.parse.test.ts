@@ -1,4 +1,4 @@
-/** The parser's grammar, case by case (spec/dlist.md §1). */
+/** The parser's grammar, case by case (docs/architecture.md, "dlist"). */
 import { describe, expect, it } from "@effect/vitest"
 import { createHash } from "node:crypto"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"

@@ -1,5 +1,5 @@
 /**
- * Property tests of the printer/parser pair (spec/dlist.md §2.3).
+ * Property tests of the printer/parser pair (docs/architecture.md, "dlist").
  *
  * Canonical form (what a value re-parses as once printed), `canonical` below:
  * - strings are C strings except in Buf: Atom/Flag values and keys end at their first NUL;
@@ -144,7 +144,7 @@ describe("dlist round trip with message files", () => {
   )
 })
 
-describe("astring rules (spec/dlist.md §3, §6)", () => {
+describe("astring rules (docs/architecture.md, dlist)", () => {
   it("chooses atom, quoted or literal like prot_printastring", () => {
     expect(astring("user.anne")).toBe("user.anne")
     expect(astring("")).toBe("\"\"")

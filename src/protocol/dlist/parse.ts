@@ -1,5 +1,5 @@
 /**
- * The dlist parser, as Cyrus 3.6.1's `dlist_parse` reads dlists (spec/dlist.md §1).
+ * The dlist parser, as Cyrus 3.6.1's `dlist_parse` reads dlists (docs/architecture.md, "dlist").
  *
  * Structure: a synchronous state machine with an explicit stack scans the reader's buffer
  * in place and only hands control back to Effect when it needs more bytes or meets a

@@ -1,5 +1,5 @@
 /**
- * The canonical dlist printer (spec/dlist.md §2, §3), byte for byte as Cyrus 3.6.1's
+ * The canonical dlist printer (docs/architecture.md, "dlist"), byte for byte as Cyrus 3.6.1's
  * `dlist_print` with a client-mode stream: literals are always `{n+}`.
  *
  * File nodes print the staged file's bytes, which are never loaded whole: `printItemParts`
@@ -8,7 +8,7 @@
  * (they print a File as `NIL`).
  *
  * Unlike Cyrus, a staged file that no longer matches (missing, other size, SHA-1 not the
- * GUID) is an error, never silently printed as `NIL` (gaps.md G23).
+ * GUID) is an error, never silently printed as `NIL` (docs/gaps.md G23).
  */
 import { FileSystem } from "@effect/platform"
 import { createHash } from "node:crypto"

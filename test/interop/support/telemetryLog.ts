@@ -1,5 +1,5 @@
 /**
- * Reads a backupd telemetry log (service.md §4) back into sessions and records, to compare
+ * Reads a backupd telemetry log (format: src/telemetry/TelemetryLog.ts) back into sessions and records, to compare
  * its shape with the C backupd's captures. Records have no length: a record starts at a
  * marker `<t<` or `>t>` whose t is a unix time within a day of the session header's time.
  */
