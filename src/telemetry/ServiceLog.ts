@@ -70,14 +70,26 @@ export const serviceLogFrom = (emit: (priority: number, line: string) => void, d
   }
 }
 
+/**
+ * Syslog is opened at the first line (a run that logs nothing never loads the native addon);
+ * if the addon cannot be loaded, lines go to stderr, the first one saying why.
+ */
 export const makeServiceLog = (options: LogOptions): ServiceLog => {
-  if (options.stderr !== true && existsSync("/dev/log")) {
-    const addon = posix()
-    addon.openlog(options.ident, facilityCode(options.facility))
-    return serviceLogFrom((priority, line) => addon.syslog(priority, line), options.debug)
-  }
   const writeStderr = options.writeStderr ?? ((text: string) => void process.stderr.write(text))
-  return serviceLogFrom((_priority, line) => writeStderr(`${options.ident}[${process.pid}]: ${line}\n`), options.debug)
+  const toStderr = (_priority: number, line: string) => writeStderr(`${options.ident}[${process.pid}]: ${line}\n`)
+  if (options.stderr === true || !existsSync("/dev/log")) return serviceLogFrom(toStderr, options.debug)
+  let emit = (priority: number, line: string): void => {
+    try {
+      const addon = posix()
+      addon.openlog(options.ident, facilityCode(options.facility))
+      emit = (p, l) => addon.syslog(p, l)
+    } catch (e) {
+      emit = toStderr
+      toStderr(LOG_ERR, `syslog unavailable (${e instanceof Error ? e.message : String(e)}); logging to stderr`)
+    }
+    emit(priority, line)
+  }
+  return serviceLogFrom((priority, line) => emit(priority, line), options.debug)
 }
 
 const PRIORITY_NAMES: Record<number, string> = {
