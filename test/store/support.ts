@@ -75,6 +75,41 @@ export const tableRows = (indexPath: string, sql: string): Array<Record<string, 
   }
 }
 
+/**
+ * The golden chunks' uncompressed bytes as we write them: the C backupd's bytes with every
+ * `{n+}` literal header of a line turned into `{n}` (our one deliberate difference, see
+ * docs/storage.md) and nothing else changed. A `{n+}` inside a literal or a message body is
+ * content and stays. `offset` maps a golden in-chunk offset to ours.
+ */
+export const goldenChunksAsWritten = (): Array<{ id: number; bytes: Buffer; literals: number; offset: (golden: number) => number }> => {
+  const file = fs.readFileSync(GOLDEN_DATA)
+  const chunks = goldenChunks()
+  return chunks.map((c, i) => {
+    const s = zlib.gunzipSync(file.subarray(c.offset, chunks[i + 1]?.offset ?? file.length)).toString("latin1")
+    const header = /%\{[^ ]+ [0-9a-fA-F]{40} (\d+)\}\r\n|\{(\d+)\+\}\r\n/g
+    const removed: Array<number> = []
+    const out: Array<string> = []
+    let copied = 0
+    for (let m = header.exec(s); m !== null; m = header.exec(s)) {
+      const body = m.index + m[0].length
+      const size = Number(m[1] ?? m[2])
+      if (m[2] !== undefined) {
+        out.push(s.slice(copied, m.index), `{${m[2]}}\r\n`)
+        copied = body
+        removed.push(m.index)
+      }
+      header.lastIndex = body + size
+    }
+    out.push(s.slice(copied))
+    return {
+      id: c.id,
+      bytes: Buffer.from(out.join(""), "latin1"),
+      literals: removed.length,
+      offset: (golden: number) => golden - removed.filter((r) => r < golden).length
+    }
+  })
+}
+
 /** The golden file's APPLY lines, parsed, with messages staged under `stagingDir`. */
 export const goldenLines = (stagingDir: string): Effect.Effect<Array<GoldenLine>, unknown> =>
   Effect.gen(function*() {
