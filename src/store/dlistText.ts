@@ -3,8 +3,8 @@
  * a list that the index keeps (flags, annotations).
  *
  * Data-file lines are Cyrus's canonical printing with one deliberate difference: literals are
- * written `{n}`, not `{n+}`, because Cyrus 3.6.1's backup readers (reindex, verify, compact,
- * restore) stop at a `{n+}` (docs/storage.md, "Literals in data-file lines"). Both forms are
+ * written `{n}`, not `{n+}`, because Cyrus 3.6.1's backup line readers (verify, reindex,
+ * compact) stop at a `{n+}` (docs/storage.md, "Literals in data-file lines"). Both forms are
  * read everywhere. Index texts keep Cyrus's `{n+}`, as its reindex stores them.
  */
 import { printItemParts, printValueString, type PrintPart } from "../protocol/dlist/print.js"
