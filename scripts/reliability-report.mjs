@@ -27,6 +27,7 @@ export const EXPECTED = [
   "fault-index-corrupt",
   "fault-lock",
   "fault-disconnect",
+  "fault-cut",
   "fuzz",
   "load"
 ]

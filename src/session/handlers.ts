@@ -9,6 +9,9 @@
  * - G1: a RENAME whose old and new names belong to different users is not indexed under the
  *   old user; the old user's backup records the mailbox as gone (UNMAILBOX), and sync_client's
  *   normal follow-up sync (it restarts the user after any rename) fills the new owner's backup.
+ * - G2: a RENAME is recorded together with a MAILBOX line describing the moved mailbox under its
+ *   new name (src/store/renameLines.ts), so the backup passes Cyrus's verify and ours even when
+ *   the sync ends before sync_client sends that mailbox.
  * - G14: GET never creates a backup.
  * - G6: UNUSER (sync_client sends it for a user that no longer exists on the source: deleted,
  *   or renamed away) is not thrown away. The user's backup records every live mailbox as
@@ -22,6 +25,7 @@ import { Effect, Either, Option } from "effect"
 import * as fs from "node:fs"
 import { SHARED_KEY, backupKeyOfMboxname, canonicalUserid, useridOfMboxname, type NamingOptions } from "../protocol/mboxname.js"
 import { atom, item, kvlist, list, type File, type Item } from "../protocol/dlist/value.js"
+import { renameLines } from "../store/renameLines.js"
 import type { ServiceLog } from "../telemetry/ServiceLog.js"
 import { Refused, replyFor, type CommandFailure } from "./answers.js"
 import type { BackupSet, OpenBackup } from "./BackupSet.js"
@@ -118,7 +122,8 @@ export const makeHandlers = (deps: HandlerDeps): CommandHandlers & { readonly st
           const newKey = backupKeyOfMboxname(cmd.newName, naming)
           const b = yield* mustOpen(oldKey)
           if (oldKey === newKey) {
-            yield* append(b, cmd.item)
+            // with a MAILBOX line under the new name, in the same unit (G2, renameLines.ts)
+            yield* b.writer.appendAll(yield* renameLines(b.writer.reader, cmd.item))
           } else {
             log.notice(`rename of ${cmd.oldName} to another owner (${newKey}): recorded as removed from ${oldKey}`)
             yield* append(b, item("UNMAILBOX", atom(cmd.oldName)))

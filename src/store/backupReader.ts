@@ -104,6 +104,8 @@ export interface BackupReader {
   readonly mailboxes: (opts?: { readonly withRecords?: boolean }) => Effect.Effect<ReadonlyArray<MailboxWithRecords>, ReadError>
   /** The last row with this name (as Cyrus), deleted or not. */
   readonly mailboxByName: (mboxname: string, opts?: { readonly withRecords?: boolean }) => Effect.Effect<Option.Option<MailboxWithRecords>, ReadError>
+  /** The live (not deleted) rows with this name, in row order: the ones an APPLY RENAME moves. */
+  readonly liveMailboxesByName: (mboxname: string) => Effect.Effect<ReadonlyArray<MailboxRow>, ReadError>
   readonly mailboxByUniqueid: (uniqueid: string, opts?: { readonly withRecords?: boolean }) => Effect.Effect<Option.Option<MailboxWithRecords>, ReadError>
   /** Records of a mailbox, in UID order. */
   readonly records: (mailboxId: number) => Effect.Effect<ReadonlyArray<RecordRow>, ReadError>
@@ -238,6 +240,10 @@ export const makeReader = (file: LockedDataFile, sql: Sql, indexPath: string): B
     mailboxes: (opts) =>
       Effect.flatMap(q(`SELECT ${MAILBOX_FIELDS} FROM mailbox AS m;`), (rows) => withRecords(rows.map(toMailbox), opts?.withRecords)),
     mailboxByName: (name, opts) => mailboxWhere(`WHERE mboxname = CAST(? AS TEXT)`, [textParam(name)], opts?.withRecords),
+    liveMailboxesByName: (name) =>
+      Effect.map(q(`SELECT ${MAILBOX_FIELDS} FROM mailbox AS m WHERE mboxname = CAST(? AS TEXT) AND deleted IS NULL ORDER BY id;`, [textParam(name)]), (rows) =>
+        rows.map(toMailbox)
+      ),
     mailboxByUniqueid: (uniqueid, opts) => mailboxWhere(`WHERE uniqueid = CAST(? AS TEXT)`, [textParam(uniqueid)], opts?.withRecords),
     records,
     messages: () => Effect.map(q(`SELECT ${MESSAGE_FIELDS} FROM message AS m ORDER BY id;`), (rows) => rows.map(toMessage)),

@@ -193,8 +193,10 @@ const indexRename = (sql: Sql, d: Dlist) => {
   if (oldName === undefined || newName === undefined || partition === undefined || uidvalidity === undefined) {
     return reject("RENAME", "bad-parameters", "needs OLDMBOXNAME, NEWMBOXNAME, PARTITION, UIDVALIDITY")
   }
-  // As Cyrus: by name, and last_chunk_id left alone (gaps G2) so `ctl_backups verify` keeps passing.
-  // Unlike Cyrus, a deleted mailbox that once had the old name keeps it: only the live one moves.
+  // As Cyrus: by name, and last_chunk_id left alone (a RENAME is no MAILBOX line, which is what
+  // verify looks for in that chunk). backupd writes a MAILBOX line under the new name right
+  // after it (renameLines.ts), which moves last_chunk_id. Unlike Cyrus, a deleted mailbox that
+  // once had the old name keeps it: only the live one moves.
   return Effect.asVoid(
     run(sql, `UPDATE mailbox SET mboxname = ${T}, partition = ${T}, uidvalidity = ? WHERE mboxname = ${T} AND deleted IS NULL;`, [
       textParam(newName),

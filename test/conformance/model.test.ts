@@ -159,6 +159,18 @@ const regressions: ReadonlyArray<{ readonly name: string; readonly ops: Readonly
       { kind: "rename", box: 0, leaf: "Work", toDeleted: false },
       { kind: "append", box: 0, body: "", flags: [], dup: 0 }
     ]
+  },
+  {
+    // Issue 12: a RENAME with no MAILBOX after it (the sync stopped there) left the row pointing
+    // at a chunk that described the old name; both verifies reported missing mailbox data.
+    name: "renames (one to a DELETED name) that no MAILBOX follows",
+    ops: [
+      { kind: "create", leaf: "Lists" },
+      { kind: "append", box: 0, body: "x", flags: ["\\Seen"], dup: 0 },
+      { kind: "create", leaf: "Trash" },
+      { kind: "rename", box: 0, leaf: "Sent", toDeleted: false, bare: true },
+      { kind: "rename", box: 1, leaf: "A", toDeleted: true, bare: true }
+    ]
   }
 ]
 

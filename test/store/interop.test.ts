@@ -61,8 +61,9 @@ describe.skipIf(!haveCyrus)("store interop with Cyrus 3.6.1", () => {
     Effect.gen(function*() {
       const dir = tempDir("interop-reindex")
       const conf = cyrusConf(dir)
-      // Cyrus 3.6.1's reindex cannot parse an APPLY SIEVE line (its "didn't parse dlist" bug:
-      // the golden file fails the same way), so this backup leaves them out.
+      // Cyrus 3.6.1's reindex counts a chunk on its re-printing of the lines, which writes a
+      // literal `{n+}` where we write `{n}`: a chunk holding a literal (APPLY SIEVE) never gets
+      // an index its verify accepts (docs/storage.md), so this backup leaves them out.
       const lines = (yield* goldenLines(path.join(dir, "staging"))).filter((l) => l.item.key !== "SIEVE")
       const data = path.join(dir, "backups", "alice_reindex")
       yield* writeGoldenCopy(data, lines)

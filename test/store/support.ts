@@ -75,6 +75,51 @@ export const tableRows = (indexPath: string, sql: string): Array<Record<string, 
   }
 }
 
+/**
+ * The literals of a chunk's lines (uncompressed text, latin1): where each `{n}` or `{n+}`
+ * header starts, its length and which form it has. Message bodies (`%{part guid size}`) and
+ * literal contents are skipped, so a header-like text inside them is not counted. (Outside
+ * literals, `{n+}` CRLF can only be a header: atoms exclude `{`, quoted strings exclude CR LF.)
+ */
+export const lineLiterals = (text: string): Array<{ readonly at: number; readonly size: number; readonly plus: boolean }> => {
+  const header = /%\{[^ ]+ [0-9a-fA-F]{40} (\d+)\}\r\n|\{(\d+)(\+?)\}\r\n/g
+  const out: Array<{ at: number; size: number; plus: boolean }> = []
+  for (let m = header.exec(text); m !== null; m = header.exec(text)) {
+    const size = Number(m[1] ?? m[2])
+    if (m[2] !== undefined) out.push({ at: m.index, size, plus: m[3] === "+" })
+    header.lastIndex = m.index + m[0].length + size
+  }
+  return out
+}
+
+/**
+ * The golden chunks' uncompressed bytes as we write them: the C backupd's bytes with every
+ * `{n+}` literal header of a line turned into `{n}` (our one deliberate difference, see
+ * docs/storage.md) and nothing else changed. `offset` maps a golden in-chunk offset to ours.
+ */
+export const goldenChunksAsWritten = (): Array<{ id: number; bytes: Buffer; literals: number; offset: (golden: number) => number }> => {
+  const file = fs.readFileSync(GOLDEN_DATA)
+  const chunks = goldenChunks()
+  return chunks.map((c, i) => {
+    const s = zlib.gunzipSync(file.subarray(c.offset, chunks[i + 1]?.offset ?? file.length)).toString("latin1")
+    const plus = lineLiterals(s).filter((l) => l.plus)
+    const out: Array<string> = []
+    let copied = 0
+    for (const l of plus) {
+      const digits = String(l.size)
+      out.push(s.slice(copied, l.at), `{${digits}}`)
+      copied = l.at + digits.length + 3 // `{`, the digits, `+}`
+    }
+    out.push(s.slice(copied))
+    return {
+      id: c.id,
+      bytes: Buffer.from(out.join(""), "latin1"),
+      literals: plus.length,
+      offset: (golden: number) => golden - plus.filter((l) => l.at < golden).length
+    }
+  })
+}
+
 /** The golden file's APPLY lines, parsed, with messages staged under `stagingDir`. */
 export const goldenLines = (stagingDir: string): Effect.Effect<Array<GoldenLine>, unknown> =>
   Effect.gen(function*() {

@@ -8,6 +8,7 @@
 import { createHash, randomBytes } from "node:crypto"
 import fs from "node:fs"
 import path from "node:path"
+import zlib from "node:zlib"
 import { describe, expect, it } from "vitest"
 import { Chunk, Effect, Stream } from "effect"
 import { atom, flag, item, kvlist, list, type Dlist, type File, type Item } from "../../src/protocol/dlist/value.js"
@@ -16,7 +17,8 @@ import { openForRead } from "../../src/store/backupReader.js"
 import { verifyFile } from "../../src/store/verify.js"
 import { runRestore } from "../../src/tools/restore/restore.js"
 import { recorder } from "../support/syncRecorder.js"
-import { chownIfRoot, haveCyrus, makeServer, runOurs, runTheirs, warnNoCyrus } from "./support.js"
+import { lineLiterals } from "../store/support.js"
+import { chownIfRoot, copyGolden, haveCyrus, makeServer, runOurs, runTheirs, warnNoCyrus } from "./support.js"
 
 warnNoCyrus("compact tests")
 
@@ -191,6 +193,29 @@ describe.skipIf(!haveCyrus)("ctl_backups compact", () => {
     const forced = await runOurs("ctl_backups", ["-C", server.conf, "-F", "compact", "carol@example.com"])
     expect(forced).toMatchObject({ code: 0, stdout: "compact carol@example.com: ok\n" })
     expect(fs.readFileSync(data).equals(after)).toBe(true)
+  }, 60_000)
+
+  it("a C-written chunk holding a {n+} literal comes out of a rewrite with {n}; both verifies read every line", async () => {
+    // 2 MB: every golden chunk is to be combined, so none is copied byte for byte
+    const server = makeServer("compact-literal", ["backup_compact_minsize: 2048"])
+    const data = copyGolden(path.join(server.partition, "a"), "alice_golden")
+    await server.record("alice", data)
+    const literalsOf = (file: string) => {
+      const text = zlib.gunzipSync(fs.readFileSync(file)).toString("latin1")
+      return lineLiterals(text).map((l) => text.slice(l.at, text.indexOf("\r\n", l.at)))
+    }
+    expect(literalsOf(data)).toEqual(["{233+}"])
+    const sieveBefore = await Effect.runPromise(Effect.scoped(Effect.flatMap(openForRead(data), (r) => r.sieve())))
+    const ours = await runOurs("ctl_backups", ["-C", server.conf, "-v", "compact", "alice"])
+    expect(ours.code, ours.stdout + ours.stderr).toBe(0)
+    expect(ours.stdout).toContain("combining chunks 1 and 2")
+    expect(literalsOf(data)).toEqual(["{233}"])
+    const sieveAfter = await Effect.runPromise(Effect.scoped(Effect.flatMap(openForRead(data), (r) => r.sieve())))
+    expect(sieveAfter.map((x) => [x.filename, x.guid])).toEqual(sieveBefore.map((x) => [x.filename, x.guid]))
+    chownIfRoot(server.dir)
+    expect((await Effect.runPromise(verifyFile(data))).problems).toEqual([])
+    const cv = await runTheirs("ctl_backups", ["-C", server.conf, "-F", "-f", "verify", data])
+    expect(cv).toMatchObject({ code: 0, stdout: `verify ${data}: ok\n`, stderr: "" })
   }, 60_000)
 
   it("a staging area it cannot write fails the compaction and leaves the backup as it was (nothing dropped)", async () => {

@@ -42,8 +42,16 @@ export const isQuotable = (s: string): boolean => {
   return true
 }
 
-/** A non-synchronising literal: backupd's streams are in client mode, so always `{n+}`. */
-export const literal = (s: string): string => `{${s.length}+}\r\n${s}`
+/**
+ * How a literal announces its length. `{n+}` (non-synchronising) is what Cyrus prints on its
+ * client-mode streams: every csync answer, and the lines of its own data files. `{n}` is what
+ * we write into data files instead, because Cyrus 3.6.1's backup readers only parse that form
+ * (docs/storage.md, "Literals in data-file lines").
+ */
+export type LiteralForm = "{n+}" | "{n}"
+
+/** A literal in the given form (default `{n+}`, as backupd's client-mode streams print). */
+export const literal = (s: string, form: LiteralForm = "{n+}"): string => `{${s.length}${form === "{n+}" ? "+" : ""}}\r\n${s}`
 
 /** C-string view: everything before the first NUL (Cyrus prints strings as C strings). */
 export const cString = (s: string): string => {
@@ -52,18 +60,18 @@ export const cString = (s: string): string => {
 }
 
 /** A string as a quoted string if possible, else a literal (`prot_printstring`). */
-export const quotedOrLiteral = (s: string): string => {
+export const quotedOrLiteral = (s: string, form: LiteralForm = "{n+}"): string => {
   const c = cString(s)
-  return isQuotable(c) ? `"${c}"` : literal(c)
+  return isQuotable(c) ? `"${c}"` : literal(c, form)
 }
 
 /**
  * An astring as Cyrus prints it: `""` when empty, raw when an atom other than `NIL`,
  * else quoted or literal. Like Cyrus, a NUL ends the string.
  */
-export const astring = (s: string): string => {
+export const astring = (s: string, form: LiteralForm = "{n+}"): string => {
   const c = cString(s)
   if (c.length === 0) return "\"\""
   if (c !== "NIL" && isAtom(c)) return c
-  return isQuotable(c) ? `"${c}"` : literal(c)
+  return isQuotable(c) ? `"${c}"` : literal(c, form)
 }

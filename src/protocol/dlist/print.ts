@@ -1,6 +1,7 @@
 /**
  * The canonical dlist printer (docs/architecture.md, "dlist"), byte for byte as Cyrus 3.6.1's
- * `dlist_print` with a client-mode stream: literals are always `{n+}`.
+ * `dlist_print` with a client-mode stream: literals are `{n+}`. The store asks for `{n}`
+ * literals in data-file lines (`printItemParts(item, "{n}")`, docs/storage.md); nothing else differs.
  *
  * File nodes print the staged file's bytes, which are never loaded whole: `printItemParts`
  * gives bytes and `FilePart` references for a consumer to stream, `printItemStream`
@@ -13,7 +14,7 @@
 import { FileSystem } from "@effect/platform"
 import { createHash } from "node:crypto"
 import { Effect, Stream } from "effect"
-import { astring, cString, literal } from "./astring.js"
+import { astring, cString, literal, type LiteralForm } from "./astring.js"
 import { DlistPrintError } from "./errors.js"
 import type { Dlist, File, Item } from "./value.js"
 
@@ -34,7 +35,10 @@ export type PrintPart = Uint8Array | FilePart
 class Out {
   private text: Array<string> = []
   readonly parts: Array<PrintPart> = []
-  constructor(private readonly files: "parts" | "nil") {}
+  constructor(
+    private readonly files: "parts" | "nil",
+    readonly form: LiteralForm = "{n+}"
+  ) {}
 
   put(s: string): void {
     this.text.push(s)
@@ -45,7 +49,7 @@ class Out {
       this.put("NIL")
       return
     }
-    this.put(`%{${astring(f.partition)} ${astring(f.guid.toLowerCase())} ${f.size}}\r\n`)
+    this.put(`%{${astring(f.partition, this.form)} ${astring(f.guid.toLowerCase(), this.form)} ${f.size}}\r\n`)
     this.flush()
     this.parts.push({ _tag: "FilePart", path: f.path, size: f.size, guid: f.guid.toLowerCase(), sha1: f.sha1 })
   }
@@ -64,13 +68,13 @@ const printNode = (v: Dlist, out: Out): void => {
       out.put("NIL")
       return
     case "Atom":
-      out.put(astring(v.value))
+      out.put(astring(v.value, out.form))
       return
     case "Flag":
       out.put(cString(v.value))
       return
     case "Buf":
-      out.put(v.value.includes("\0") ? literal(v.value) : astring(v.value))
+      out.put(v.value.includes("\0") ? literal(v.value, out.form) : astring(v.value, out.form))
       return
     case "Num":
       out.put(BigInt.asUintN(64, v.value).toString())
@@ -94,7 +98,7 @@ const printNode = (v: Dlist, out: Out): void => {
       for (let i = 0; i < items.length; i++) {
         if (i > 0) out.put(" ")
         const [k, c] = items[i]!
-        out.put(astring(k))
+        out.put(astring(k, out.form))
         out.put(" ")
         printNode(c, out)
       }
@@ -104,10 +108,13 @@ const printNode = (v: Dlist, out: Out): void => {
   }
 }
 
-/** An item as bytes and file references, in output order (adjacent bytes merged). */
-export const printItemParts = (item: Item): ReadonlyArray<PrintPart> => {
-  const out = new Out("parts")
-  out.put(astring(item.key))
+/**
+ * An item as bytes and file references, in output order (adjacent bytes merged). Literals in
+ * `form`: `{n+}` (Cyrus's, the default) or `{n}` (the store's data-file lines).
+ */
+export const printItemParts = (item: Item, form: LiteralForm = "{n+}"): ReadonlyArray<PrintPart> => {
+  const out = new Out("parts", form)
+  out.put(astring(item.key, form))
   out.put(" ")
   printNode(item.value, out)
   out.flush()

@@ -61,7 +61,8 @@ export type Op =
   | { readonly kind: "append"; readonly box: number; readonly body: string; readonly flags: ReadonlyArray<string>; readonly dup: number }
   | { readonly kind: "flags"; readonly box: number; readonly rec: number; readonly flags: ReadonlyArray<string> }
   | { readonly kind: "expunge"; readonly box: number; readonly rec: number }
-  | { readonly kind: "rename"; readonly box: number; readonly leaf: string; readonly toDeleted: boolean }
+  /** `bare`: no MAILBOX follows the RENAME (the sync ended there, or sync_client saw nothing else change). */
+  | { readonly kind: "rename"; readonly box: number; readonly leaf: string; readonly toDeleted: boolean; readonly bare?: boolean }
   | { readonly kind: "delete"; readonly box: number }
   | { readonly kind: "sub"; readonly box: number; readonly on: boolean }
   | { readonly kind: "sieve"; readonly name: string; readonly content: string }
@@ -230,7 +231,7 @@ export const applyOp = (s: ModelState, op: Op): Array<Step> => {
       // sync_client follows a rename with the mailbox's state under its new name (FOLDERMODSEQ moved).
       return [
         ok(`APPLY RENAME %(OLDMBOXNAME ${astr(from)} NEWMBOXNAME ${astr(to)} PARTITION default UIDVALIDITY ${m.uidvalidity})`),
-        ok(applyMailbox(m, s.userid, []))
+        ...(op.bare === true ? [] : [ok(applyMailbox(m, s.userid, []))])
       ]
     }
     case "delete": {
