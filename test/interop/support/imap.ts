@@ -1,2 +1,2 @@
 /** Moved to src/bench/harness/imap.ts (shared with `npm run bench:sync`); re-exported for the tests. */
-export * from "../../../src/bench/harness/imap.js"
+export * from "../../harness/imap.js"

@@ -1,2 +1,2 @@
 /** Moved to src/bench/harness/instances.ts (shared with `npm run bench:sync`); re-exported for the tests. */
-export * from "../../../src/bench/harness/instances.js"
+export * from "../../harness/instances.js"

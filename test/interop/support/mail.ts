@@ -1,2 +1,2 @@
 /** Moved to src/bench/harness/mail.ts (shared with `npm run bench:sync`); re-exported for the tests. */
-export * from "../../../src/bench/harness/mail.js"
+export * from "../../harness/mail.js"

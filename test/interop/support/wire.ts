@@ -1,2 +1,2 @@
 /** Moved to src/bench/harness/wire.ts (shared with `npm run bench:sync`); re-exported for the tests. */
-export * from "../../../src/bench/harness/wire.js"
+export * from "../../harness/wire.js"

@@ -27,7 +27,7 @@ import {
   startSource,
   type BackupServerInstance,
   type SourceInstance
-} from "./harness/index.js"
+} from "../test/harness/index.js"
 
 const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`)

@@ -15,8 +15,8 @@ import fs from "node:fs"
 import os from "node:os"
 import path from "node:path"
 import { Effect } from "effect"
-import { item, list, type File } from "../protocol/dlist/value.js"
-import { openForAppend } from "../store/backupWriter.js"
+import { item, list, type File } from "../src/protocol/dlist/value.js"
+import { openForAppend } from "../src/store/backupWriter.js"
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`)
