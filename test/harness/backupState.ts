@@ -7,11 +7,11 @@ import { readdirSync, readFileSync, statSync } from "node:fs"
 import * as path from "node:path"
 import { gunzipSync } from "node:zlib"
 import { Effect } from "effect"
-import { type CyrusProcessError, requireSuccess, runProgram } from "../interop/support/cyrus.js"
-import { adminName } from "../interop/support/populate.js"
-import type { BackupServerInstance } from "../interop/support/instances.js"
-import type { UserSnapshot } from "../interop/support/imap.js"
-import { runCyrBackup } from "../interop/support/tools.js"
+import { type CyrusProcessError, requireSuccess, runProgram } from "./cyrus.js"
+import { adminName } from "./populate.js"
+import type { BackupServerInstance } from "./instances.js"
+import type { UserSnapshot } from "./imap.js"
+import { runCyrBackup } from "./tools.js"
 
 export interface BackupFiles {
   readonly data: string

@@ -5,9 +5,9 @@
  */
 import { Effect } from "effect"
 import { expect } from "vitest"
-import { ADMIN_PASSWORD, ADMIN_USER, type BackupServerInstance, type SourceInstance } from "../interop/support/instances.js"
+import { ADMIN_PASSWORD, ADMIN_USER, type BackupServerInstance, type SourceInstance } from "./instances.js"
 import { csyncSession } from "./csync.js"
-import { runSyncClient } from "../interop/support/tools.js"
+import { runSyncClient } from "./tools.js"
 
 /** An authenticated admin csync session on `backup` (closed with the scope). */
 export const adminSession = (backup: BackupServerInstance, compress = false) =>

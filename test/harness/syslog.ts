@@ -14,11 +14,8 @@ import { liveSleep, pidAlive, readTextIfExists } from "./cyrus.js"
 
 const STATE_DIR = "/tmp/cybt-syslog"
 const SOCKET = "/dev/log"
-// Next to this module in src/; when run compiled from dist/bench/harness/, from the sources.
-const SINK_SCRIPT = [
-  path.join(path.dirname(fileURLToPath(import.meta.url)), "syslog_sink.py"),
-  path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../src/bench/harness/syslog_sink.py")
-].find((p) => existsSync(p)) ?? "syslog_sink.py"
+// Beside this module (the harness always runs from its sources: vitest, or vite-node for bench/).
+const SINK_SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), "syslog_sink.py")
 const LOG_FILE = path.join(STATE_DIR, "syslog.log")
 
 export interface SyslogCapture {
