@@ -8,7 +8,7 @@
  * for are returned as `diagnostics` (the tools put them on stderr).
  */
 import { Effect } from "effect"
-import { verifyBackup, type VerifyCheck, type VerifyProblem } from "../store/verify.js"
+import { verifyBackup, type VerifyCheck, type VerifyProblem } from "../store/maintain/verify.js"
 import { IMAP_IOERROR, strncmpCode } from "./cFormat.js"
 import { cyrusQueries, type ToolBackup } from "./toolBackup.js"
 

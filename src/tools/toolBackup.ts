@@ -6,13 +6,13 @@
  */
 import fs from "node:fs"
 import { Effect, type Scope } from "effect"
-import { checkIndexPresent, indexPathOf } from "../store/backupFiles.js"
-import { makeReader, type BackupReader } from "../store/backupReader.js"
-import { lastChunk, type ChunkRow } from "../store/chunkState.js"
-import { LIVE_CHUNK_IDS, liveChunkParams } from "../store/compact.js"
+import { checkIndexPresent, indexPathOf } from "../store/openBackup.js"
+import { makeReader, type BackupReader } from "../store/read/BackupReader.js"
+import { lastChunk, type ChunkRow } from "../store/index/ChunkState.js"
+import { LIVE_CHUNK_IDS, liveChunkParams } from "../store/maintain/compact.js"
 import { lockDataFile, type LockedDataFile } from "../store/dataFileLock.js"
 import { BackupIoError, type BackupIndexError, type OpenError } from "../store/errors.js"
-import { bigColumn, indexError, intColumn, openIndexDb, query, textColumn, textParam, type Sql } from "../store/indexDb.js"
+import { bigColumn, indexError, intColumn, openIndexDb, query, textColumn, textParam, type Sql } from "../store/index/db.js"
 
 export interface ToolBackup {
   readonly dataPath: string

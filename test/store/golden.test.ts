@@ -7,7 +7,7 @@ import fs from "node:fs"
 import path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Stream } from "effect"
-import { openForRead } from "../../src/store/backupReader.js"
+import { openForRead } from "../../src/store/read/BackupReader.js"
 import { copyGolden, FIXTURES, goldenChunks, tempDir } from "./support.js"
 
 const listing = fs.readFileSync(path.join(FIXTURES, "alice.cyr_backup_list_all.txt"), "latin1").split("\n")

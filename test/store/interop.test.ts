@@ -9,7 +9,7 @@ import path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { item, kvlist, atom } from "../../src/protocol/dlist/value.js"
-import { openForAppend } from "../../src/store/backupWriter.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
 import { chownForCyrus, copyGolden, cyrusConf, goldenLines, haveCyrus, runCyrus, tempDir, warnNoCyrus, type GoldenLine } from "./support.js"
 
 warnNoCyrus("store interop tests")

@@ -11,9 +11,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import fc from "fast-check"
 import { atom, buf, flag, item, kvlist, list, type Dlist, type File, type Item } from "../../src/protocol/dlist/value.js"
-import { openForAppend } from "../../src/store/backupWriter.js"
-import { reindexFile } from "../../src/store/reindex.js"
-import { verifyFile } from "../../src/store/verify.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
+import { reindexFile } from "../../src/store/maintain/reindex.js"
+import { verifyFile } from "../../src/store/maintain/verify.js"
 import { chownForCyrus, copyGolden, cyrusConf, GOLDEN_INDEX, haveCyrus, runCyrus, tableRows, tempDir, warnNoCyrus } from "./support.js"
 
 const CYRUS_TABLES = ["chunk", "message", "mailbox", "mailbox_message", "subscription", "seen", "sieve"] as const

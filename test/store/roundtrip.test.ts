@@ -6,7 +6,7 @@
 import path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { openForAppend } from "../../src/store/backupWriter.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
 import { GOLDEN_INDEX, goldenChunks, goldenLines, tableRows, tempDir } from "./support.js"
 
 const TABLES: ReadonlyArray<[string, string]> = [

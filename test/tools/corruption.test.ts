@@ -16,7 +16,7 @@ import { createRequire } from "node:module"
 import { beforeAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { item, list, type File } from "../../src/protocol/dlist/value.js"
-import { openForAppend } from "../../src/store/backupWriter.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
 import { chownIfRoot, copyGolden, haveCyrus, makeServer, runOurs, warnNoCyrus, type Server } from "./support.js"
 
 warnNoCyrus("ctl_backups verify corruption acceptance")

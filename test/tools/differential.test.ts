@@ -9,7 +9,7 @@ import path from "node:path"
 import { createRequire } from "node:module"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Effect, Exit, Scope } from "effect"
-import { openForAppend } from "../../src/store/backupWriter.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
 import { lockDataFile } from "../../src/store/dataFileLock.js"
 import { chownIfRoot, goldenLines, goldenServer, haveCyrus, makeServer, runOurs, runTheirs, warnNoCyrus, type Server } from "./support.js"
 

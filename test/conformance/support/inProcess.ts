@@ -14,8 +14,8 @@ import type { Connection } from "../../../src/service/Connection.js"
 import { authSettingsFrom, serveConnection, type SessionEnv } from "../../../src/service/backupd.js"
 import { parseServiceArgs } from "../../../src/service/ServiceArgs.js"
 import type { StopReason } from "../../../src/service/Signals.js"
-import { UserBackups } from "../../../src/store/UserBackups.js"
-import { userBackupsLayer } from "../../../src/store/userBackupsLive.js"
+import { UserBackups } from "../../../src/store/locate/UserBackups.js"
+import { userBackupsLayer } from "../../../src/store/locate/userBackupsLive.js"
 
 /** A backup server's directories and its imapd.conf. */
 export interface ServerRoot {

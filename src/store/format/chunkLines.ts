@@ -8,10 +8,10 @@
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect } from "effect"
-import { ByteReader, ByteSourceError, EOF, byteClass, type ByteSource } from "../protocol/ByteReader.js"
-import type { StagingFailed } from "../protocol/dlist/errors.js"
-import { parseItem, type FileHandling } from "../protocol/dlist/parse.js"
-import type { Item } from "../protocol/dlist/value.js"
+import { ByteReader, ByteSourceError, EOF, byteClass, type ByteSource } from "../../protocol/ByteReader.js"
+import type { StagingFailed } from "../../protocol/dlist/errors.js"
+import { parseItem, type FileHandling } from "../../protocol/dlist/parse.js"
+import type { Item } from "../../protocol/dlist/value.js"
 import { inflateMember, type MemberEnd } from "./memberReader.js"
 
 /** One parsed line of a chunk. */

@@ -11,14 +11,14 @@ import * as Reactivity from "@effect/experimental/Reactivity"
 import { SqlClient } from "@effect/sql"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Cause, Effect, Exit, FiberRef, Scope } from "effect"
-import { BackupIndexError } from "./errors.js"
+import { BackupIndexError } from "../errors.js"
 import {
   chunkStateTableStatements,
   connectionPragmas,
   CYRUS_INDEX_VERSION,
   cyrusInitStatements,
   cyrusUpgradeStatements
-} from "./indexSchema.js"
+} from "./schema.js"
 
 export type Sql = SqlClient.SqlClient
 

@@ -4,13 +4,13 @@
  * `openForRead` takes it like Cyrus's tools do, and the writer exposes one on its own lock.
  */
 import { Effect, Option, Scope, Stream } from "effect"
-import { allChunks, type ChunkRow } from "./chunkState.js"
-import { lockDataFile, type LockedDataFile } from "./dataFileLock.js"
-import { BackupCorrupt, type BackupIndexError, type OpenError } from "./errors.js"
-import { bigColumn, indexError, intColumn, openIndexDb, query, textColumn, textParam, type Sql } from "./indexDb.js"
-import { inflateMember } from "./memberReader.js"
+import { allChunks, type ChunkRow } from "../index/ChunkState.js"
+import { lockDataFile, type LockedDataFile } from "../dataFileLock.js"
+import { BackupCorrupt, type BackupIndexError, type OpenError } from "../errors.js"
+import { bigColumn, indexError, intColumn, openIndexDb, query, textColumn, textParam, type Sql } from "../index/db.js"
+import { inflateMember } from "../format/memberReader.js"
 import { scanMessage } from "./messageScan.js"
-import { checkIndexPresent, indexPathOf } from "./backupFiles.js"
+import { checkIndexPresent, indexPathOf } from "../openBackup.js"
 
 export interface MailboxRow {
   readonly id: number

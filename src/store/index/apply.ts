@@ -5,11 +5,11 @@
  */
 import { createHash } from "node:crypto"
 import { Effect } from "effect"
-import type { Dlist, Item } from "../protocol/dlist/value.js"
-import { child, getAtom, getDate, getList, getNum32, getNum64, listItems, scalar } from "./dlistFields.js"
-import { printValueText, upperAscii } from "./dlistText.js"
-import { AppendRejected, type BackupIndexError } from "./errors.js"
-import { indexError, int64Param, intColumn, query, run, textParam, type Sql } from "./indexDb.js"
+import type { Dlist, Item } from "../../protocol/dlist/value.js"
+import { child, getAtom, getDate, getList, getNum32, getNum64, listItems, scalar } from "../format/dlistFields.js"
+import { printValueText, upperAscii } from "../format/dlistText.js"
+import { AppendRejected, type BackupIndexError } from "../errors.js"
+import { indexError, int64Param, intColumn, query, run, textParam, type Sql } from "./db.js"
 
 /** Where the line being indexed lives. */
 export interface LineContext {

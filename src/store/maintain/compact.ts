@@ -13,13 +13,13 @@
 import fs from "node:fs"
 import nodePath from "node:path"
 import { Data, Effect, Exit, Scope } from "effect"
-import { filesOf, item, kvlist, list, type Dlist, type Item } from "../protocol/dlist/value.js"
-import { checkIndexPresent, indexPathOf } from "./backupFiles.js"
-import { openForAppend, type BackupWriter } from "./backupWriter.js"
+import { filesOf, item, kvlist, list, type Dlist, type Item } from "../../protocol/dlist/value.js"
+import { checkIndexPresent, indexPathOf } from "../openBackup.js"
+import { openForAppend, type BackupWriter } from "../write/BackupWriter.js"
 import { walkChunkStaged, type StagedLine } from "./compactLines.js"
-import { lockDataFile } from "./dataFileLock.js"
-import { getAtom, getList, listItems } from "./dlistFields.js"
-import { lineLength, upperAscii } from "./dlistText.js"
+import { lockDataFile } from "../dataFileLock.js"
+import { getAtom, getList, listItems } from "../format/dlistFields.js"
+import { lineLength, upperAscii } from "../format/dlistText.js"
 import {
   BackupExists,
   BackupIoError,
@@ -29,11 +29,11 @@ import {
   type BackupNeedsReindex,
   type BackupNotFound,
   type OpenError
-} from "./errors.js"
-import { indexError, intColumn, openIndexDb, query, textColumn, type Sql } from "./indexDb.js"
-import { readRange } from "./memberReader.js"
+} from "../errors.js"
+import { indexError, intColumn, openIndexDb, query, textColumn, type Sql } from "../index/db.js"
+import { readRange } from "../format/memberReader.js"
 import { rebuildIndex } from "./reindex.js"
-import { walkChunk } from "./reindexLines.js"
+import { walkChunk } from "../format/chunkLines.js"
 
 export interface CompactOptions {
   /** `backup_retention` in seconds; ≤ 0 keeps everything. */

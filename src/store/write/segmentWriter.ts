@@ -14,10 +14,10 @@ import { Readable, Writable } from "node:stream"
 import { pipeline } from "node:stream/promises"
 import zlib from "node:zlib"
 import { Effect } from "effect"
-import type { LinePart } from "./dlistText.js"
-import { BackupIoError, StagedFileMismatch } from "./errors.js"
-import { crc32 } from "./gzipMember.js"
-import type { Sha1 } from "./sha1State.js"
+import type { LinePart } from "../format/dlistText.js"
+import { BackupIoError, StagedFileMismatch } from "../errors.js"
+import { crc32 } from "../format/gzipMember.js"
+import type { Sha1 } from "../format/sha1State.js"
 
 /** Running totals of the open chunk and of the file; mutated as bytes pass. */
 export interface Accumulator {

@@ -4,8 +4,8 @@
  * Partitions layer. Opening takes the data-file lock for the caller's Scope.
  */
 import { Context, type Effect, type Option, type Scope } from "effect"
-import type { BackupWriter } from "./backupWriter.js"
-import type { OpenError } from "./errors.js"
+import type { BackupWriter } from "../write/BackupWriter.js"
+import type { OpenError } from "../errors.js"
 
 export interface UserBackupsShape {
   /**

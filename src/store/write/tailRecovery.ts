@@ -10,14 +10,14 @@
  * member (what a crashed C backupd leaves, gaps G20) is cut off.
  */
 import { Effect } from "effect"
-import type { LockedDataFile } from "./dataFileLock.js"
-import { BackupCorrupt, BackupIoError, type BackupIndexError } from "./errors.js"
-import { lastChunk, readChunkState, writeChunkState, type ChunkRow, type ChunkState } from "./chunkState.js"
-import { crc32, SEAL_LENGTH, sealBytes, TRAILER_LENGTH } from "./gzipMember.js"
-import { indexError, inTransaction, type Sql } from "./indexDb.js"
-import { inflateMember, readExact, readRange } from "./memberReader.js"
+import type { LockedDataFile } from "../dataFileLock.js"
+import { BackupCorrupt, BackupIoError, type BackupIndexError } from "../errors.js"
+import { lastChunk, readChunkState, writeChunkState, type ChunkRow, type ChunkState } from "../index/ChunkState.js"
+import { crc32, SEAL_LENGTH, sealBytes, TRAILER_LENGTH } from "../format/gzipMember.js"
+import { indexError, inTransaction, type Sql } from "../index/db.js"
+import { inflateMember, readExact, readRange } from "../format/memberReader.js"
 import { fileSize, syncData, truncateTo, writeRaw } from "./segmentWriter.js"
-import { newSha1, peekDigest, saveState, stateFromHex, stateToHex, type Sha1 } from "./sha1State.js"
+import { newSha1, peekDigest, saveState, stateFromHex, stateToHex, type Sha1 } from "../format/sha1State.js"
 
 export interface RecoveryReport {
   /** What was done, for logs: "clean", "truncated", "sealed", "rebuilt". */

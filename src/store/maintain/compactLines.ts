@@ -6,10 +6,10 @@
  * The caller owns the staged files of a line once `onLine` is called and must remove them.
  */
 import { Effect } from "effect"
-import { ByteReader, ByteSourceError, type ByteSource } from "../protocol/ByteReader.js"
-import type { StagingFailed } from "../protocol/dlist/errors.js"
-import { inflateMember } from "./memberReader.js"
-import { DataLineError, describe, readDataLine, type ChunkLine } from "./reindexLines.js"
+import { ByteReader, ByteSourceError, type ByteSource } from "../../protocol/ByteReader.js"
+import type { StagingFailed } from "../../protocol/dlist/errors.js"
+import { inflateMember } from "../format/memberReader.js"
+import { DataLineError, describe, readDataLine, type ChunkLine } from "../format/chunkLines.js"
 
 /** A line read for compaction (its message bodies staged). */
 export type StagedLine = ChunkLine

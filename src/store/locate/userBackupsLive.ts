@@ -3,9 +3,9 @@
  * new one, and `openForAppend` locks and opens it.
  */
 import { Effect, Layer, Option } from "effect"
-import { Partitions } from "../partitions/index.js"
-import { openForAppend } from "./backupWriter.js"
-import { BackupsDb, type BackupsDbService } from "./locate/index.js"
+import { Partitions } from "../../partitions/index.js"
+import { openForAppend } from "../write/BackupWriter.js"
+import { BackupsDb, type BackupsDbService } from "./index.js"
 import { BackupLocateError, UserBackups, type UserBackupsShape } from "./UserBackups.js"
 
 const locateError = (key: string) => (e: { readonly _tag: string; readonly message?: string }) =>

@@ -2,7 +2,7 @@
  * Reading typed fields out of a parsed dlist the way Cyrus's `dlist_get*` accessors do:
  * numbers are unsigned decimal text (atoms), looked up by exact key, first match wins.
  */
-import type { Dlist } from "../protocol/dlist/value.js"
+import type { Dlist } from "../../protocol/dlist/value.js"
 
 /** The first child of a kvlist with this exact key. */
 export const child = (d: Dlist, key: string): Dlist | undefined => {

@@ -3,7 +3,7 @@
  * `backupd_chunk_state` row (see indexSchema.ts).
  */
 import { Effect } from "effect"
-import { intColumn, query, run, type Sql } from "./indexDb.js"
+import { intColumn, query, run, type Sql } from "./db.js"
 
 export interface ChunkRow {
   readonly id: number

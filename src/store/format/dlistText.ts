@@ -2,8 +2,8 @@
  * The store's use of the dlist printer: canonical bytes of a data-file line, and the keyless
  * text of a list that the index keeps (flags, annotations).
  */
-import { printItemParts, printValueString, type PrintPart } from "../protocol/dlist/print.js"
-import { bytesOf, item as mkItem, type Dlist, type Item } from "../protocol/dlist/value.js"
+import { printItemParts, printValueString, type PrintPart } from "../../protocol/dlist/print.js"
+import { bytesOf, item as mkItem, type Dlist, type Item } from "../../protocol/dlist/value.js"
 
 /** A piece of a printed line: literal bytes, or a staged message file to stream. */
 export type LinePart = PrintPart
