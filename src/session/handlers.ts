@@ -28,7 +28,7 @@ import type { BackupSet, OpenBackup } from "./BackupSet.js"
 import { decodeApply, decodeGet, type ApplyCommand, type GetCommand } from "./commands.js"
 import { ApplyReply } from "./replies.js"
 import { lsubLine, mailboxLine, missingLine, seenLine, sieveLines } from "./responses.js"
-import type { CommandHandlers } from "./Session.js"
+import type { CommandHandlers } from "./commandLoop.js"
 
 export interface HandlerDeps {
   readonly backups: BackupSet

@@ -5,7 +5,7 @@
  * with the ident and pid, so nothing is lost silently.
  */
 import { existsSync } from "node:fs"
-import { posix } from "../service/posix.js"
+import { posix } from "../util/posix.js"
 
 export interface ServiceLog {
   readonly error: (line: string) => void

@@ -28,7 +28,7 @@ import { JObject, jreal, jsonDump, jstring, type JValue } from "./jansson.js"
 import { openErrorCode } from "./openErrors.js"
 import { lookupNamed, internalMboxname } from "./targets.js"
 import { cyrusQueries, dataFileSize, openToolBackup, type ToolBackup } from "./toolBackup.js"
-import { printer, writeBytes, type Printer, type ToolIo } from "./toolIo.js"
+import { printer, writeBytes, type Printer, type ToolIo } from "./ToolIo.js"
 import { atoi, backupsDbLayer, loadConfig, runTool, ToolExit } from "./toolRuntime.js"
 import { cyrBackupUsage } from "./usageTexts.js"
 

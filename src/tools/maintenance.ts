@@ -18,7 +18,7 @@ import { IMAP_IOERROR, IMAP_MAILBOX_EXISTS, IMAP_PARTITION_UNKNOWN } from "./cFo
 import { JObject, jsonDump, jstring } from "./jansson.js"
 import { openErrorCode } from "./openErrors.js"
 import type { Target } from "./targets.js"
-import type { Printer } from "./toolIo.js"
+import type { Printer } from "./ToolIo.js"
 
 /** A maintenance step failed; `code` is the Cyrus-style code for the status line. */
 export class MaintenanceFailed extends Data.TaggedError("MaintenanceFailed")<{

@@ -9,7 +9,7 @@ import { Config, DEFAULT_CONFIG_PATH, type CyrusConfig } from "../config/index.j
 import { Partitions } from "../partitions/index.js"
 import { BackupsDb } from "../store/locate/index.js"
 import { EX_CONFIG, EX_SOFTWARE } from "../util/sysexits.js"
-import { printer, type ToolIo } from "./toolIo.js"
+import { printer, type ToolIo } from "./ToolIo.js"
 
 /** A tool ended early with this exit code (its message, if any, is already printed). */
 export class ToolExit {

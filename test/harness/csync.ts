@@ -6,7 +6,7 @@
  */
 import * as zlib from "node:zlib"
 import { Effect, Scope } from "effect"
-import { connectBytes, ProtocolError, readExactly, readRawLine } from "./wire.js"
+import { connectBytes, ProtocolError, readExactly, readRawLine } from "./Wire.js"
 
 export interface CsyncAnswer {
   /** `* ...` and `+ ...` lines, literals inlined. */

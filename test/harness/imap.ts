@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto"
 import { Effect, Scope } from "effect"
 import { withLiveClock } from "./cyrus.js"
-import { openWire, ProtocolError, type Wire } from "./wire.js"
+import { openWire, ProtocolError, type Wire } from "./Wire.js"
 
 /** One untagged response; literal payloads are kept apart, in order. */
 export interface ImapResponse {

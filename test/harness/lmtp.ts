@@ -3,7 +3,7 @@
  * the source runs with `-a` (preauthenticated) on TCP.
  */
 import { Effect } from "effect"
-import { openWire, ProtocolError, type Wire } from "./wire.js"
+import { openWire, ProtocolError, type Wire } from "./Wire.js"
 
 export interface Delivery {
   /** e.g. alice@example.com, or alice+Work.Projects@example.com for INBOX.Work.Projects (needs `anyone p`). */

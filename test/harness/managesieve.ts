@@ -5,7 +5,7 @@
  * sievedir is not seen, so going through timsieved is the way that works.)
  */
 import { Effect } from "effect"
-import { openWire, ProtocolError, type Wire } from "./wire.js"
+import { openWire, ProtocolError, type Wire } from "./Wire.js"
 
 /** Reads lines (and literals) up to OK / NO / BYE; fails unless OK. */
 const readResponse = (wire: Wire, command: string): Effect.Effect<ReadonlyArray<string>, ProtocolError> =>

@@ -10,7 +10,7 @@ import { ADMIN_PASSWORD, ADMIN_USER, type SourceInstance, USER_PASSWORD } from "
 import { deliver, type Delivery, type DeliveryReport } from "./lmtp.js"
 import { makeMessage, type MessageOptions, recipientFor, SeededStream } from "./mail.js"
 import { putActiveSieveScript } from "./managesieve.js"
-import type { ProtocolError } from "./wire.js"
+import type { ProtocolError } from "./Wire.js"
 
 /** Every user's folders (IMAP names as the owner sees them) with relative delivery weights. */
 export const FOLDERS: ReadonlyArray<readonly [string, number]> = [

@@ -11,7 +11,7 @@ import { Partitions } from "../../src/partitions/index.js"
 import { BackupsDb } from "../../src/store/locate/index.js"
 import { runCtlBackups } from "../../src/tools/ctlBackups.js"
 import { runCyrBackup } from "../../src/tools/cyrBackup.js"
-import type { ToolIo } from "../../src/tools/toolIo.js"
+import type { ToolIo } from "../../src/tools/ToolIo.js"
 import { chownForCyrus, copyGolden, runCyrus, tempDir } from "../store/support.js"
 
 export { haveCyrus, warnNoCyrus, goldenLines, tempDir, copyGolden, chownForCyrus } from "../store/support.js"

@@ -18,7 +18,7 @@ import { Data, Deferred, Effect, Option, Schedule } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import { endianness } from "node:os"
-import { posix } from "./posix.js"
+import { posix } from "../util/posix.js"
 import { fcntlLock, LockBusy } from "../util/fcntlLock.js"
 import { Signals, type StopReason } from "./Signals.js"
 

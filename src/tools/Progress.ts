@@ -2,7 +2,7 @@
  * A one-line progress bar on stderr for runs over many backups, drawn only when stderr is a
  * terminal (never in pipes, logs or tests), and erased before anything else is printed.
  */
-import type { ToolIo } from "./toolIo.js"
+import type { ToolIo } from "./ToolIo.js"
 
 export interface Progress {
   /** Shows `done` of `total` and what is being worked on. */

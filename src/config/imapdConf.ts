@@ -9,7 +9,7 @@
  */
 import { Effect, Either } from "effect"
 import { ConfigError } from "./ConfigError.js"
-import { decodeOptionValue, type OptionValue } from "./OptionTypes.js"
+import { decodeOptionValue, type OptionValue } from "./optionTypes.js"
 import { optionSpecs, type OptionSpec } from "./optionTable.js"
 
 /** Reads one configuration file as a byte string; fails with the strerror-style reason. */

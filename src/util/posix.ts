@@ -5,7 +5,7 @@
  */
 import { createRequire } from "node:module"
 import { join } from "node:path"
-import { packageRoot } from "../util/version.js"
+import { packageRoot } from "./version.js"
 
 interface PosixAddon {
   dup(fd: number): number

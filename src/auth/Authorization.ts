@@ -3,7 +3,7 @@
  * proxying, `proxyservers` honoured), plus the admin check every later command relies on.
  */
 import type { AuthSettings } from "./settings.js"
-import { saslFailure, type SaslFailure } from "./saslResult.js"
+import { saslFailure, type SaslFailure } from "./SaslResult.js"
 
 const words = (list: string): ReadonlyArray<string> => list.split(/[ \t\n\v\f\r]+/).filter((w) => w.length > 0)
 
