@@ -20,7 +20,8 @@ import * as net from "node:net"
 import { endianness } from "node:os"
 import { posix } from "../util/posix.js"
 import { fcntlLock, LockBusy } from "../util/fcntlLock.js"
-import { Signals, type StopReason } from "./Signals.js"
+import type { StopReason } from "../session/StopReason.js"
+import { Signals } from "./Signals.js"
 
 export const STATUS_FD = 3
 export const LISTEN_FD = 4

@@ -1,5 +1,6 @@
 /**
- * One client connection's byte transport, with the layers csync can switch on mid-stream:
+ * The Node adapter of the byte transport (src/transport/Connection.ts): a TCP or UNIX socket,
+ * or the stdin/stdout pair of `-X`, with the layers csync can switch on mid-stream:
  *
  *   socket bytes ⇄ [TLS] ⇄ [raw DEFLATE] ⇄ plaintext protocol bytes
  *
@@ -7,63 +8,15 @@
  * socket until asked), `write` queues output and `flush` sends it — with compression on,
  * every flush ends in a sync-flush marker so the peer can decode it at once, as Cyrus does.
  * `startCompression` / `startTls` switch layers in place after the answer that announced them
- * was flushed. Sockets (TCP or UNIX) and the stdin/stdout pair of `-X` are both supported.
+ * was flushed.
  */
-import { Data, Effect, Option } from "effect"
+import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import { Duplex, type Readable, type Writable } from "node:stream"
 import * as zlib from "node:zlib"
-
-export class ConnectionError extends Data.TaggedError("ConnectionError")<{ readonly message: string }> {}
-
-export interface PeerInfo {
-  /** `[unix socket]` for local sockets and pipes, else `[a.b.c.d]` (Cyrus's clienthost form). */
-  readonly clientHost: string
-  /** True for UNIX-domain sockets and for `-X` on a pipe: the session is pre-authenticated. */
-  readonly isLocal: boolean
-  readonly remoteAddress: string | undefined
-  readonly remotePort: number | undefined
-  readonly localAddress: string | undefined
-  readonly localPort: number | undefined
-}
-
-export interface Connection {
-  readonly peer: PeerInfo
-  /** The next chunk of plaintext input; None at end of input. */
-  readonly read: Effect.Effect<Option.Option<Uint8Array>, ConnectionError>
-  /** Queues bytes for the client. */
-  readonly write: (bytes: Uint8Array | string) => Effect.Effect<void>
-  /** Sends what was queued. */
-  readonly flush: Effect.Effect<void, ConnectionError>
-  /**
-   * From now on both directions are raw DEFLATE streams (call after flushing the OK).
-   * `early` holds input bytes already read past the COMPRESS line: they are compressed too.
-   */
-  readonly startCompression: (early: Uint8Array) => Effect.Effect<void>
-  /** Performs the TLS handshake as server on the underlying socket. */
-  readonly startTls: (options: tls.TlsOptions) => Effect.Effect<void, ConnectionError>
-  readonly compressed: boolean
-  readonly tlsActive: boolean
-  /** The client certificate's subject common name, when TLS verified one. */
-  readonly peerCertificateName: string | undefined
-  /** Bytes moved so far, for the session totals line. */
-  readonly stats: ConnectionStats
-  /** Closes the transport (idempotent). */
-  readonly close: Effect.Effect<void>
-}
-
-export interface ConnectionStats {
-  /** Plaintext protocol bytes read (after TLS and decompression). */
-  readonly protocolIn: number
-  /** Plaintext protocol bytes sent (before compression and TLS). */
-  readonly protocolOut: number
-  /** Bytes read from the transport (the socket, TLS records included; or stdin). */
-  readonly transportIn: number
-  /** Bytes written to the transport. */
-  readonly transportOut: number
-}
+import { ConnectionError, type Connection, type PeerInfo } from "../transport/Connection.js"
 
 /** Reads one chunk from a Readable in paused mode, waiting for data, end or error. */
 const readChunk = (r: Readable): Effect.Effect<Option.Option<Buffer>, ConnectionError> =>

@@ -3,7 +3,7 @@ import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { Connection } from "../../src/service/nodeConnection.js"
+import type { Connection } from "../../src/transport/Connection.js"
 import { ctimeText, newSessionId, openTelemetryLog, tapConnection, telemetryHeader } from "../../src/telemetry/TelemetryLog.js"
 import { joinedRecords, parseTelemetry } from "../harness/telemetryLog.js"
 
