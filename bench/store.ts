@@ -16,7 +16,7 @@ import os from "node:os"
 import path from "node:path"
 import { Effect } from "effect"
 import { item, list, type File } from "../src/protocol/dlist/value.js"
-import { openForAppend } from "../src/store/write/BackupWriter.js"
+import { openForAppend } from "../src/store/index.js"
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`)

@@ -15,8 +15,7 @@ import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Partitions } from "../partitions/index.js"
-import { openForRead } from "../store/read/BackupReader.js"
-import { BackupsDb } from "../store/locate/index.js"
+import { BackupsDb, openForRead } from "../store/index.js"
 import { builtInConversation, clientStream } from "./replay.js"
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")

@@ -11,9 +11,7 @@
 import { spawn } from "node:child_process"
 import { Effect, Option } from "effect"
 import type { CyrusConfig } from "../config/index.js"
-import { compactBackup } from "../store/maintain/compact.js"
-import { reindexFile } from "../store/maintain/reindex.js"
-import { BackupsDb, type BackupsDbService } from "../store/locate/index.js"
+import { BackupsDb, compactBackup, dataFileSize, reindexFile, type BackupsDbService } from "../store/index.js"
 import { EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE } from "../util/sysexits.js"
 import { versionLine } from "../util/version.js"
 import { errorMessage, fixed6_1, IMAP_INTERNAL, IMAP_IOERROR, IMAP_MAILBOX_LOCKED, localTime } from "./cFormat.js"
@@ -24,7 +22,7 @@ import { deleteBackup, moveBackup, reconstructBackupsDb } from "./maintenance.js
 import { openErrorCode } from "./openErrors.js"
 import { progressBar } from "./Progress.js"
 import { listFromDb, lookupNamed, type Target } from "./targets.js"
-import { cyrusQueries, dataFileSize, openToolBackup } from "./toolBackup.js"
+import { openToolBackup } from "./ToolBackup.js"
 import { printer, type Printer, type ToolIo } from "./ToolIo.js"
 import { atoi, backupsDbLayer, loadConfig, runTool, ToolExit } from "./toolRuntime.js"
 import { ctlBackupsUsage } from "./usageTexts.js"
@@ -187,7 +185,7 @@ const listOne = (run: Run, t: Target) =>
         return settle(run, r)
       }
       const b = opened.right
-      const latest = yield* cyrusQueries(b).latestChunk.pipe(Effect.orElseSucceed(() => undefined))
+      const latest = yield* b.queries.latestChunk.pipe(Effect.orElseSucceed(() => undefined))
       let timestamp = "[unknown]"
       if (latest !== undefined) {
         const end = latest.tsEnd ?? 0
@@ -225,7 +223,7 @@ const statOne = (run: Run, t: Target) =>
       }
       const retention = run.config.backupRetention
       const since = retention > 0 ? Math.floor(Date.now() / 1000) - retention : -1
-      const q = cyrusQueries(b)
+      const q = b.queries
       const figures = yield* Effect.either(
         Effect.gen(function*() {
           const all = yield* q.chunks
@@ -233,7 +231,7 @@ const statOne = (run: Run, t: Target) =>
           let uncompressed = 0
           for (const c of all) uncompressed += c.length ?? 0
           let compactable = 0
-          for (const c of keep) for (const m of yield* q.liveMessages(c.id, since)) compactable += m.length
+          for (const c of keep) for (const m of yield* q.liveMessages(c.id, since)) compactable += m.size
           const latest = yield* q.latestChunk
           return { uncompressed, compactable, latest }
         })
@@ -299,7 +297,7 @@ const reindexOne = (run: Run, t: Target) =>
         // the offsets of the members found, read back from the new index
         const offsets = yield* Effect.scoped(
           Effect.flatMap(openToolBackup(t.dataPath, { wait: run.args.wait }), (b) =>
-            Effect.zip(Effect.map(cyrusQueries(b).chunks, (cs) => cs.map((c) => c.offset)), dataFileSize(b))
+            Effect.zip(Effect.map(b.queries.chunks, (cs) => cs.map((c) => c.offset)), dataFileSize(b))
           )
         ).pipe(Effect.orElseSucceed(() => [[], undefined] as const))
         const [found, size] = offsets

@@ -7,7 +7,7 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Cause, Effect, Exit, Layer } from "effect"
 import { Config, DEFAULT_CONFIG_PATH, type CyrusConfig } from "../config/index.js"
 import { Partitions } from "../partitions/index.js"
-import { BackupsDb } from "../store/locate/index.js"
+import { BackupsDb } from "../store/index.js"
 import { EX_CONFIG, EX_SOFTWARE } from "../util/sysexits.js"
 import { printer, type ToolIo } from "./ToolIo.js"
 

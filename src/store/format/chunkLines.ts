@@ -1,10 +1,9 @@
 /**
- * Walking the lines of one chunk as Cyrus's `parse_backup_line` reads them, for reindex and
- * verify: the member is inflated once, every uncompressed byte is handed to `onData` (the
- * chunk's length and SHA-1 are taken over the bytes as they are on disk), and each line is
- * parsed in place with message bytes hashed, never staged.
- *
- * Shared by `reindex.ts` and `verify.ts` (hence the name within the areas they own).
+ * Walking the lines of one chunk as Cyrus's `parse_backup_line` reads them, for reindex,
+ * verify, the point-in-time view and compaction: the member is inflated once, every
+ * uncompressed byte is handed to `onData` (the chunk's length and SHA-1 are taken over the
+ * bytes as they are on disk), and each line is parsed in place with message bytes hashed,
+ * never staged (compaction stages them: maintain/compactLines.ts).
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect } from "effect"

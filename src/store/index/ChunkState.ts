@@ -1,19 +1,9 @@
 /**
- * Rows that describe the end of the data file: Cyrus's last `chunk` row and our
- * `backupd_chunk_state` row (see indexSchema.ts).
+ * Our `backupd_chunk_state` row (see schema.ts): the state of the end of the data file at
+ * the last acknowledged point, read and written here.
  */
 import { Effect } from "effect"
 import { intColumn, query, run, type Sql } from "./db.js"
-
-export interface ChunkRow {
-  readonly id: number
-  readonly tsStart: number
-  readonly tsEnd: number | null
-  readonly offset: number
-  readonly length: number | null
-  readonly fileSha1: string | null
-  readonly dataSha1: string | null
-}
 
 export interface ChunkState {
   /** The last chunk (NULL: none yet). */
@@ -33,28 +23,6 @@ export interface ChunkState {
   /** Highest line/chunk timestamp so far (lines are kept monotonic). */
   readonly lastTs: number
 }
-
-const CHUNK_FIELDS = "id, ts_start, ts_end, offset, length, file_sha1, data_sha1"
-
-export const toChunkRow = (r: Record<string, unknown>): ChunkRow => ({
-  id: intColumn(r.id)!,
-  tsStart: intColumn(r.ts_start) ?? 0,
-  tsEnd: intColumn(r.ts_end),
-  offset: intColumn(r.offset) ?? 0,
-  length: intColumn(r.length),
-  fileSha1: r.file_sha1 === null || r.file_sha1 === undefined ? null : String(r.file_sha1),
-  dataSha1: r.data_sha1 === null || r.data_sha1 === undefined ? null : String(r.data_sha1)
-})
-
-/** The latest chunk, as Cyrus picks it (highest id). */
-export const lastChunk = (sql: Sql) =>
-  Effect.map(
-    query(sql, `SELECT ${CHUNK_FIELDS} FROM chunk WHERE id = (SELECT MAX(id) FROM chunk);`),
-    (rows) => (rows[0] === undefined ? undefined : toChunkRow(rows[0]))
-  )
-
-export const allChunks = (sql: Sql) =>
-  Effect.map(query(sql, `SELECT ${CHUNK_FIELDS} FROM chunk;`), (rows) => rows.map(toChunkRow))
 
 export const readChunkState = (sql: Sql) =>
   Effect.map(

@@ -5,7 +5,7 @@
 import { Effect, Layer, Option } from "effect"
 import { Partitions } from "../../partitions/index.js"
 import { openForAppend } from "../write/BackupWriter.js"
-import { BackupsDb, type BackupsDbService } from "./index.js"
+import { BackupsDb, type BackupsDbService } from "./BackupsDb.js"
 import { BackupLocateError, UserBackups, type UserBackupsShape } from "./UserBackups.js"
 
 const locateError = (key: string) => (e: { readonly _tag: string; readonly message?: string }) =>

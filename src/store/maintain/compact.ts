@@ -1,48 +1,49 @@
 /**
- * Compacting a backup (`ctl_backups compact`, spec/storage.md §9 and §10): a new data file
+ * Compacting a backup (`ctl_backups compact`, docs/storage.md, Compaction): a new data file
  * and index are built beside the original as `<data>.new` / `<data>.index.new`, holding what
- * the live state still needs, then renamed over the original while its lock is held.
+ * the live state still needs, then swapped in for the original while its lock is held.
  *
- * Chunk by chunk we follow Cyrus's rules (which chunks are live, which MESSAGE files and
- * MAILBOX records a kept chunk still needs, combining and splitting by size), with one
- * difference made for offsite copies: the leading run of chunks that would lose no message
- * data and need no combining or splitting is copied byte for byte (stale MAILBOX records in
- * it are left as they are), so that an rsync of the compacted file resends only what follows.
- * The copied prefix is re-indexed; the rest is written through the ordinary append path.
+ * Chunk by chunk we follow Cyrus's rules (compactRules.ts: which chunks are live, which
+ * MESSAGE files and MAILBOX records a kept chunk still needs, combining and splitting by
+ * size), with one difference made for offsite copies: the leading run of chunks that would
+ * lose no message data and need no combining or splitting is copied byte for byte (stale
+ * MAILBOX records in it are left as they are), so that an rsync of the compacted file resends
+ * only what follows. The steps: find that prefix, copy it, re-index it, write the remaining
+ * kept chunks line by line through the ordinary append path, swap the files (fileSwap.ts).
  */
 import fs from "node:fs"
 import nodePath from "node:path"
 import { Data, Effect, Exit, Scope } from "effect"
-import { filesOf, item, kvlist, list, type Dlist, type Item } from "../../protocol/dlist/value.js"
-import { checkIndexPresent, indexPathOf } from "../openBackup.js"
-import { openForAppend, type BackupWriter } from "../write/BackupWriter.js"
-import { walkChunkStaged, type StagedLine } from "./compactLines.js"
-import { lockDataFile } from "../dataFileLock.js"
-import { getAtom, getList, listItems } from "../format/dlistFields.js"
-import { lineLength, upperAscii } from "../format/dlistText.js"
+import { filesOf, item, type Dlist, type Item } from "../../protocol/dlist/value.js"
+import { lockDataFile, type LockedDataFile } from "../dataFileLock.js"
 import {
   BackupExists,
-  BackupIoError,
+  ioError,
   type AppendError,
   type BackupIndexError,
+  type BackupIoError,
   type BackupLocked,
   type BackupNeedsReindex,
   type BackupNotFound,
   type OpenError
 } from "../errors.js"
-import { indexError, intColumn, openIndexDb, query, textColumn, type Sql } from "../index/db.js"
-import { readRange } from "../format/memberReader.js"
-import { rebuildIndex } from "./reindex.js"
 import { walkChunk } from "../format/chunkLines.js"
+import { lineLength, upperAscii } from "../format/dlistText.js"
+import { readRange } from "../format/memberReader.js"
+import { openIndexDb } from "../index/db.js"
+import { indexQueries, type IndexQueries } from "../index/queries.js"
+import type { ChunkRow } from "../index/rows.js"
+import { indexPathOf, lockBackup } from "../openBackup.js"
+import { openForAppend, type BackupWriter } from "../write/BackupWriter.js"
+import { fileSize } from "../write/segmentWriter.js"
+import { walkChunkStaged, type StagedLine } from "./compactLines.js"
+import { compactRequired, pruneMailbox, pruneMessage, sizeRules, type Chunk, type SizeOptions } from "./compactRules.js"
+import { swapFiles } from "./fileSwap.js"
+import { rebuildIndex } from "./reindex.js"
 
-export interface CompactOptions {
+export interface CompactOptions extends SizeOptions {
   /** `backup_retention` in seconds; ≤ 0 keeps everything. */
   readonly retention: number
-  /** `backup_compact_minsize` / `maxsize` in bytes (0: unset). */
-  readonly minBytes: number
-  readonly maxBytes: number
-  /** `backup_compact_work_threshold`, at least 1. */
-  readonly workThreshold: number
   /** `backup_keep_previous`: keep the originals as `<data>.<now>` / `<data>.index.<now>`. */
   readonly keepPrevious: boolean
   /** Compact even if the thresholds say it is not worth it (`-F`). */
@@ -95,179 +96,173 @@ export type CompactError =
   | BackupIndexError
   | CompactFailed
 
-interface Chunk {
-  readonly id: number
-  readonly offset: number
-  readonly length: number
-}
-
-const ioError = (path: string, op: string) => (e: unknown) =>
-  new BackupIoError({ path, op, message: (e as Error).message ?? String(e) })
-
-/**
- * Ids of the chunks that still hold something live at `since` (Cyrus's compaction rule):
- * a mailbox, record, message, subscription or sieve script not removed before it, or any SEEN.
- * Its parameters are `liveChunkParams(since)`.
- */
-export const LIVE_CHUNK_IDS =
-  "SELECT last_chunk_id FROM mailbox WHERE deleted IS NULL OR deleted > ?" +
-  " UNION SELECT last_chunk_id FROM mailbox_message WHERE expunged IS NULL OR expunged > ?" +
-  " UNION SELECT chunk_id FROM message AS m JOIN mailbox_message AS mm ON m.id = mm.message_id AND (mm.expunged IS NULL OR mm.expunged > ?)" +
-  " UNION SELECT last_chunk_id FROM subscription WHERE unsubscribed IS NULL OR unsubscribed > ?" +
-  " UNION SELECT last_chunk_id FROM seen" +
-  " UNION SELECT chunk_id FROM sieve WHERE deleted IS NULL OR deleted > ?"
-export const liveChunkParams = (since: number): ReadonlyArray<number> => [since, since, since, since, since]
-
 const failed = (path: string, message: string) => new CompactFailed({ path, message })
 
-/** Cyrus's size rules, given the config in bytes. */
-export const sizeRules = (minBytes: number, maxBytes: number) => {
-  /** A short output chunk is combined with the next kept chunk. */
-  const wantCombine = (length: number, next: Chunk | undefined): boolean => {
-    if (next === undefined) return false
-    if (length >= minBytes && next.length >= minBytes) return false
-    if (maxBytes === 0) return true
-    return length + next.length <= maxBytes
-  }
-  /** A long chunk is split; `wrote` is what the open output chunk holds (undefined: not writing). */
-  const wantSplit = (chunk: Chunk, wrote: number | undefined): boolean => {
-    if (maxBytes === 0) return false
-    if (wrote !== undefined && wrote < maxBytes) return false
-    if (chunk.length < maxBytes + minBytes) return false
-    if (wrote === undefined) return true
-    return chunk.length - wrote > minBytes
-  }
-  return { wantCombine, wantSplit }
-}
+const asChunk = (c: ChunkRow): Chunk => ({ id: c.id, offset: c.offset, length: c.length ?? 0 })
 
-/** Whether compaction is worth doing (storage.md §9 step 4). */
-export const compactRequired = (
-  all: ReadonlyArray<Chunk>,
-  keep: ReadonlyArray<Chunk>,
-  o: Pick<CompactOptions, "minBytes" | "maxBytes" | "workThreshold">
-): boolean => {
-  const threshold = Math.max(1, o.workThreshold)
-  let work = Math.max(0, all.length - keep.length)
-  if (work >= threshold) return true
-  if (o.minBytes === 0 && o.maxBytes === 0) return false
-  if (o.minBytes !== 0 && o.maxBytes !== 0 && o.minBytes >= o.maxBytes) return false
-  const { wantCombine, wantSplit } = sizeRules(o.minBytes, o.maxBytes)
-  for (let i = 0; i < keep.length; i++) {
-    if (wantCombine(keep[i]!.length, keep[i + 1])) work++
-    if (wantSplit(keep[i]!, undefined)) work++
-    if (work >= threshold) return true
-  }
-  return false
-}
-
-/** Index lookups on the original backup that decide what a kept chunk still needs. */
-const originalQueries = (sql: Sql, indexPath: string) => {
-  const q = (text: string, params: ReadonlyArray<unknown> = []) => query(sql, text, params).pipe(Effect.mapError(indexError(indexPath)))
-  const toChunk = (r: Record<string, unknown>): Chunk => ({
-    id: intColumn(r.id) ?? 0,
-    offset: intColumn(r.offset) ?? 0,
-    length: intColumn(r.length) ?? 0
-  })
-  return {
-    all: Effect.map(q("SELECT id, offset, length FROM chunk ORDER BY id;"), (rows) => rows.map(toChunk)),
-    live: (since: number) =>
-      Effect.map(
-        q(
-          `SELECT id, offset, length FROM chunk WHERE id IN (${LIVE_CHUNK_IDS}) ORDER BY id;`,
-          liveChunkParams(since)
-        ),
-        (rows) => rows.map(toChunk)
-      ),
-    /** GUIDs of the chunk's messages that some record not expunged before `since` still uses. */
-    liveGuids: (chunkId: number, since: number) =>
-      Effect.map(
-        q(
-          "SELECT DISTINCT m.guid AS guid FROM message AS m JOIN mailbox_message AS mm ON m.id = mm.message_id AND (mm.expunged IS NULL OR mm.expunged > ?) WHERE m.chunk_id = ?;",
-          [since, chunkId]
-        ),
-        (rows) => new Set(rows.map((r) => (textColumn(r.guid) ?? "").toLowerCase()))
-      ),
-    /** The chunk that last wrote the mailbox_message row of each (uniqueid, guid). */
-    lastRecordChunks: Effect.map(
-        q(
-          "SELECT mb.uniqueid AS uniqueid, m.guid AS guid, mm.last_chunk_id AS last FROM mailbox_message AS mm JOIN mailbox AS mb ON mm.mailbox_id = mb.id JOIN message AS m ON mm.message_id = m.id;"
-        ),
-        (rows) => {
-          // the last row for a pair wins, as a single-row lookup by (uniqueid, guid) would see it
-          const last = new Map<string, number>()
-          for (const r of rows) last.set(`${textColumn(r.uniqueid)}\u0000${(textColumn(r.guid) ?? "").toLowerCase()}`, intColumn(r.last) ?? 0)
-          return (uniqueid: string, guid: string) => last.get(`${uniqueid}\u0000${guid.toLowerCase()}`)
-        }
-      ),
-    mailboxLastChunk: Effect.map(q("SELECT uniqueid, last_chunk_id FROM mailbox ORDER BY id;"), (rows) => {
-      const m = new Map<string, number>()
-      for (const r of rows) m.set(textColumn(r.uniqueid) ?? "", intColumn(r.last_chunk_id) ?? 0)
-      return m
-    })
-  }
-}
-
-/** The MESSAGE line without the bodies no live record needs; undefined when none is left. */
-const pruneMessage = (value: Dlist, keep: ReadonlySet<string>): { value: Dlist | undefined; dropped: number } => {
-  if (value._tag !== "List" && value._tag !== "KvList") return { value, dropped: 0 }
-  const wanted = (d: Dlist) => d._tag !== "File" || keep.has(d.guid.toLowerCase())
-  if (value._tag === "List") {
-    const items = value.items.filter(wanted)
-    return { value: items.length === 0 ? undefined : list(items), dropped: value.items.length - items.length }
-  }
-  const items = value.items.filter(([, d]) => wanted(d))
-  return { value: items.length === 0 ? undefined : kvlist(items), dropped: value.items.length - items.length }
-}
-
-/** Cyrus's MAILBOX rule: keep the records last written in this chunk, the line if any remain or it is the mailbox's last. */
-const pruneMailbox = (
-  value: Dlist,
-  chunkId: number,
-  isLastRecord: (uniqueid: string, guid: string) => boolean,
-  mailboxLast: ReadonlyMap<string, number>
-): Dlist | undefined => {
-  const uniqueid = getAtom(value, "UNIQUEID")
-  if (uniqueid === undefined || value._tag !== "KvList") return value
-  let out: Dlist = value
-  const record = getList(value, "RECORD")
-  if (record !== undefined && listItems(record).length > 0) {
-    let keep = false
-    const kept = listItems(record).filter((rec) => {
-      const guid = getAtom(rec, "GUID")
-      if (guid === undefined || isLastRecord(uniqueid, guid)) {
-        keep = true
-        return true
-      }
-      return false
-    })
-    out = kvlist(value.items.map(([k, v]) => [k, k === "RECORD" && v === record ? list(kept) : v] as const))
-    if (keep) return out
-  }
-  const last = mailboxLast.get(uniqueid)
-  return last === undefined || last === chunkId ? out : undefined
-}
-
+/** Removes the staged message files of a line once it was written (best effort). */
 const removeStaged = (it: Item) =>
-  Effect.sync(() => {
-    for (const f of filesOf(it.value)) if (f.path !== "") fs.rmSync(f.path, { force: true })
-  })
-
-const sameOwner = (like: string, to: string) => {
-  const st = fs.statSync(like)
-  if (process.getuid?.() === 0) fs.chownSync(to, st.uid, st.gid)
-  fs.chmodSync(to, st.mode & 0o7777)
-}
-
-const fsyncPath = (p: string) => {
-  const fd = fs.openSync(p, "r+")
-  try {
-    fs.fsyncSync(fd)
-  } finally {
-    fs.closeSync(fd)
-  }
-}
+  Effect.ignore(
+    Effect.try(() => {
+      for (const f of filesOf(it.value)) if (f.path !== "") fs.rmSync(f.path, { force: true })
+    })
+  )
 
 class PrefixBreak {}
+
+/**
+ * How many leading chunks compaction would leave as they are, and where they end: read one
+ * by one until a chunk is not kept, not contiguous, to be combined or split, holds a message
+ * no live record needs, or does not read back whole.
+ */
+const unchangedPrefix = (
+  file: LockedDataFile,
+  q: IndexQueries,
+  all: ReadonlyArray<Chunk>,
+  keep: ReadonlyArray<Chunk>,
+  since: number,
+  rules: ReturnType<typeof sizeRules>
+) =>
+  Effect.gen(function*() {
+    let end = 0
+    let count = 0
+    while (count < all.length && count < keep.length) {
+      const c = all[count]!
+      if (keep[count]!.id !== c.id || c.offset !== end) break
+      if (rules.wantCombine(c.length, keep[count + 1]) || rules.wantSplit(c, undefined)) break
+      const guids = yield* q.liveGuids(c.id, since)
+      const walked = yield* Effect.either(
+        walkChunk(file.fd, c.offset, undefined, () => {}, (line) =>
+          line.command === "APPLY" && upperAscii(line.item.key) === "MESSAGE" && filesOf(line.item.value).some((f) => !guids.has(f.guid.toLowerCase()))
+            ? Effect.fail(new PrefixBreak())
+            : Effect.void
+        )
+      )
+      if (walked._tag === "Left") break
+      const w = walked.right
+      if (w.parseError !== undefined || w.inflateError !== undefined || w.member === undefined) break
+      if (!w.member.complete || w.member.crc32 === undefined || w.length !== c.length) break
+      end = w.member.end
+      count++
+    }
+    return { count, end }
+  })
+
+/** Copies the first `length` bytes of the locked data file into the (empty) file at `to`, synced. */
+const copyPrefix = (file: LockedDataFile, to: string, length: number): Effect.Effect<void, BackupIoError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const out = fs.openSync(to, "r+")
+      try {
+        let at = 0
+        for await (const b of readRange(file.fd, 0, length)) {
+          fs.writeSync(out, b, 0, b.length, at)
+          at += b.length
+        }
+        fs.fsyncSync(out)
+      } finally {
+        fs.closeSync(out)
+      }
+    },
+    catch: ioError(to, "copy")
+  })
+
+/** The output chunk being written: opened at its first line, ended when split or not combined. */
+interface Output {
+  readonly append: (it: Item, ts: number) => Effect.Effect<void, OpenError | AppendError>
+  /** Uncompressed bytes in the open output chunk. */
+  readonly wrote: () => number
+  readonly isOpen: () => boolean
+  /** Seals and closes the open output chunk, if any. */
+  readonly end: Effect.Effect<void>
+}
+
+const makeOutput = (path: string): Output => {
+  let open: { readonly scope: Scope.CloseableScope; readonly writer: BackupWriter } | undefined
+  let wrote = 0
+  const writer = Effect.gen(function*() {
+    if (open !== undefined) return open.writer
+    const scope = yield* Scope.make()
+    const w = yield* Scope.extend(openForAppend(path, { durable: false }), scope).pipe(Effect.tapError(() => Scope.close(scope, Exit.void)))
+    open = { scope, writer: w }
+    return w
+  })
+  return {
+    append: (it, ts) =>
+      Effect.gen(function*() {
+        const w = yield* writer
+        const r = yield* w.append(it, ts)
+        wrote = r.offset + lineLength(it, r.ts)
+      }),
+    wrote: () => wrote,
+    isOpen: () => open !== undefined,
+    end: Effect.suspend(() => {
+      const s = open?.scope
+      open = undefined
+      wrote = 0
+      return s === undefined ? Effect.void : Scope.close(s, Exit.void)
+    })
+  }
+}
+
+/**
+ * Writes the kept chunks from `from` on, line by line, into the backup at `newPath` through
+ * the append path, each line pruned by Cyrus's rules; output chunks are combined and split by
+ * size. The output writer is closed however this ends.
+ */
+const rewriteChunks = (
+  file: LockedDataFile,
+  q: IndexQueries,
+  keep: ReadonlyArray<Chunk>,
+  from: number,
+  since: number,
+  rules: ReturnType<typeof sizeRules>,
+  newPath: string,
+  stagingDir: string
+) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => makeOutput(newPath)),
+    (output) =>
+      Effect.gen(function*() {
+        const log: Array<string> = []
+        const readErrors: Array<CompactReadError> = []
+        const mailboxLast = yield* q.mailboxLastChunks
+        const lastRecordChunk = yield* q.lastRecordChunks
+        let droppedMessages = 0
+        for (let j = from; j < keep.length; j++) {
+          const c = keep[j]!
+          const next = keep[j + 1]
+          const guids = yield* q.liveGuids(c.id, since)
+          const isLastRecord = (uniqueid: string, guid: string) => lastRecordChunk(uniqueid, guid) === c.id
+          const onLine = (line: StagedLine): Effect.Effect<void, OpenError | AppendError> =>
+            Effect.gen(function*() {
+              if (line.command !== "APPLY") return
+              const key = upperAscii(line.item.key)
+              let value: Dlist | undefined = line.item.value
+              if (key === "MESSAGE") {
+                const pruned = pruneMessage(value, guids)
+                droppedMessages += pruned.dropped
+                value = pruned.value
+              } else if (key === "MAILBOX") {
+                value = pruneMailbox(value, c.id, isLastRecord, mailboxLast)
+              }
+              if (value !== undefined) yield* output.append(item(key, value), line.ts)
+              if (output.isOpen() && rules.wantSplit(c, output.wrote())) {
+                yield* output.end
+                log.push(`splitting chunk ${c.id}`)
+              }
+            }).pipe(Effect.ensuring(removeStaged(line.item)))
+          const err = yield* walkChunkStaged(file.fd, c.offset, stagingDir, onLine)
+          if (err !== undefined) readErrors.push({ offset: c.offset, byte: err.byte, message: err.message })
+          if (output.isOpen()) {
+            if (!rules.wantCombine(output.wrote(), next)) yield* output.end
+            else log.push(`combining chunks ${c.id} and ${next!.id}`)
+          }
+        }
+        return { droppedMessages, log, readErrors }
+      }),
+    (output) => output.end
+  )
 
 /**
  * Compacts the backup at `dataPath` under its lock. Succeeds with `compacted: false` when
@@ -282,8 +277,7 @@ export const compactBackup = (dataPath: string, options: CompactOptions): Effect
       const newIndex = `${indexPath}.new`
       // the append path keeps a data file's index beside it; renamed to newIndex once built
       const buildIndex = indexPathOf(newPath)
-      const file = yield* lockDataFile(dataPath, { wait: options.wait })
-      yield* checkIndexPresent(file)
+      const file = yield* lockBackup(dataPath, { wait: options.wait })
 
       // the work files are created exclusively: a leftover means another compact (or a crashed one)
       for (const p of [newIndex, buildIndex]) if (fs.existsSync(p)) return yield* Effect.fail(new BackupExists({ path: p }))
@@ -296,65 +290,30 @@ export const compactBackup = (dataPath: string, options: CompactOptions): Effect
       yield* Effect.addFinalizer(() =>
         Effect.ignore(Effect.try(() => fs.rmSync(nodePath.join(options.stagingDir, "sync.", String(process.pid)), { recursive: true, force: true })))
       )
-      const removeWork = Effect.sync(() => {
-        for (const p of [newPath, newIndex, buildIndex, `${buildIndex}-journal`]) fs.rmSync(p, { force: true })
+      const removeWork = Effect.try({
+        try: () => {
+          for (const p of [newPath, newIndex, buildIndex, `${buildIndex}-journal`]) fs.rmSync(p, { force: true })
+        },
+        catch: ioError(newPath, "unlink")
       })
 
       const now = (options.now ?? (() => Math.floor(Date.now() / 1000)))()
       const since = options.retention > 0 ? now - options.retention : -1
-      const sizeBefore = fs.fstatSync(file.fd).size
+      const sizeBefore = yield* fileSize(file.fd, file.path)
 
       const build = Effect.scoped(
         Effect.gen(function*() {
-          const sql = yield* openIndexDb(indexPath)
-          const q = originalQueries(sql, indexPath)
-          const all = yield* q.all
-          const keep = yield* q.live(since)
+          const q = indexQueries(yield* openIndexDb(indexPath), indexPath)
+          const all = (yield* q.chunks).map(asChunk)
+          const keep = (yield* q.liveChunks(since)).map(asChunk)
           if (!options.force && !compactRequired(all, keep, options)) return undefined
-          const { wantCombine, wantSplit } = sizeRules(options.minBytes, options.maxBytes)
-          const log: Array<string> = []
-          const readErrors: Array<CompactReadError> = []
+          const rules = sizeRules(options.minBytes, options.maxBytes)
 
           // 1. the leading chunks that compaction would not change, found by reading them
-          let prefixEnd = 0
-          let prefix = 0
-          while (prefix < all.length && prefix < keep.length) {
-            const c = all[prefix]!
-            if (keep[prefix]!.id !== c.id || c.offset !== prefixEnd) break
-            if (wantCombine(c.length, keep[prefix + 1]) || wantSplit(c, undefined)) break
-            const guids = yield* q.liveGuids(c.id, since)
-            const walked = yield* Effect.either(
-              walkChunk(file.fd, c.offset, undefined, () => {}, (line) =>
-                line.command === "APPLY" && upperAscii(line.item.key) === "MESSAGE" && filesOf(line.item.value).some((f) => !guids.has(f.guid.toLowerCase()))
-                  ? Effect.fail(new PrefixBreak())
-                  : Effect.void
-              )
-            )
-            if (walked._tag === "Left") break
-            const w = walked.right
-            if (w.parseError !== undefined || w.inflateError !== undefined || w.member === undefined) break
-            if (!w.member.complete || w.member.crc32 === undefined || w.length !== c.length) break
-            prefixEnd = w.member.end
-            prefix++
-          }
+          const prefix = yield* unchangedPrefix(file, q, all, keep, since, rules)
 
           // 2. copy those bytes and index them
-          yield* Effect.tryPromise({
-            try: async () => {
-              const out = fs.openSync(newPath, "r+")
-              try {
-                let at = 0
-                for await (const b of readRange(file.fd, 0, prefixEnd)) {
-                  fs.writeSync(out, b, 0, b.length, at)
-                  at += b.length
-                }
-                fs.fsyncSync(out)
-              } finally {
-                fs.closeSync(out)
-              }
-            },
-            catch: ioError(newPath, "copy")
-          })
+          yield* copyPrefix(file, newPath, prefix.end)
           const rebuilt = yield* Effect.scoped(
             Effect.gen(function*() {
               const nf = yield* lockDataFile(newPath)
@@ -362,74 +321,21 @@ export const compactBackup = (dataPath: string, options: CompactOptions): Effect
               return yield* rebuildIndex(nf, nsql, buildIndex)
             })
           )
-          if (rebuilt.chunks !== prefix || rebuilt.problems.length > 0 || rebuilt.rejected.length > 0) {
-            return yield* Effect.fail(failed(dataPath, `re-indexing the ${prefix} unchanged chunks gave ${rebuilt.chunks} chunks`))
+          if (rebuilt.chunks !== prefix.count || rebuilt.problems.length > 0 || rebuilt.rejected.length > 0) {
+            return yield* Effect.fail(failed(dataPath, `re-indexing the ${prefix.count} unchanged chunks gave ${rebuilt.chunks} chunks`))
           }
 
           // 3. the remaining kept chunks, line by line, through the append path
-          const mailboxLast = yield* q.mailboxLastChunk
-          const lastRecordChunk = yield* q.lastRecordChunks
-          let droppedMessages = 0
-          let scope: Scope.CloseableScope | undefined
-          let writer: BackupWriter | undefined
-          let wrote = 0
-          const endOutput = Effect.suspend(() => {
-            const s = scope
-            scope = undefined
-            writer = undefined
-            wrote = 0
-            return s === undefined ? Effect.void : Scope.close(s, Exit.void)
-          })
-          const output = Effect.gen(function*() {
-            if (writer !== undefined) return writer
-            const s = yield* Scope.make()
-            const w = yield* Scope.extend(openForAppend(newPath, { durable: false }), s).pipe(
-              Effect.tapError(() => Scope.close(s, Exit.void))
-            )
-            scope = s
-            writer = w
-            return w
-          })
-
-          for (let j = prefix; j < keep.length; j++) {
-            const c = keep[j]!
-            const next = keep[j + 1]
-            const guids = yield* q.liveGuids(c.id, since)
-            const isLastRecord = (uniqueid: string, guid: string) => lastRecordChunk(uniqueid, guid) === c.id
-            const onLine = (line: StagedLine): Effect.Effect<void, OpenError | AppendError> =>
-              Effect.gen(function*() {
-                if (line.command !== "APPLY") return
-                const key = upperAscii(line.item.key)
-                let value: Dlist | undefined = line.item.value
-                if (key === "MESSAGE") {
-                  const pruned = pruneMessage(value, guids)
-                  droppedMessages += pruned.dropped
-                  value = pruned.value
-                } else if (key === "MAILBOX") {
-                  value = pruneMailbox(value, c.id, isLastRecord, mailboxLast)
-                }
-                if (value !== undefined) {
-                  const it = item(key, value)
-                  const w = yield* output
-                  const r = yield* w.append(it, line.ts)
-                  wrote = r.offset + lineLength(it, r.ts)
-                }
-                if (writer !== undefined && wantSplit(c, wrote)) {
-                  yield* endOutput
-                  log.push(`splitting chunk ${c.id}`)
-                }
-              }).pipe(Effect.ensuring(removeStaged(line.item)))
-            const err = yield* walkChunkStaged(file.fd, c.offset, options.stagingDir, onLine)
-            if (err !== undefined) readErrors.push({ offset: c.offset, byte: err.byte, message: err.message })
-            if (writer !== undefined) {
-              if (!wantCombine(wrote, next)) yield* endOutput
-              else log.push(`combining chunks ${c.id} and ${next!.id}`)
-            }
+          const rest = yield* rewriteChunks(file, q, keep, prefix.count, since, rules, newPath, options.stagingDir)
+          return {
+            totalChunks: all.length,
+            keptChunks: keep.map((c) => c.id),
+            preservedChunks: prefix.count,
+            preservedBytes: prefix.end,
+            ...rest
           }
-          yield* endOutput
-          return { totalChunks: all.length, keptChunks: keep.map((c) => c.id), preservedChunks: prefix, preservedBytes: prefixEnd, droppedMessages, log, readErrors }
         })
-      ).pipe(Effect.onError(() => removeWork))
+      ).pipe(Effect.onError(() => Effect.ignore(removeWork)))
 
       const built = yield* build.pipe(
         Effect.mapError((e): CompactError => {
@@ -454,54 +360,10 @@ export const compactBackup = (dataPath: string, options: CompactOptions): Effect
       }
 
       // 4. swap the files while the original is still locked
-      const tsData = `${dataPath}.${now}`
-      const tsIndex = `${indexPath}.${now}`
-      yield* Effect.try({
-        try: () => {
-          fs.rmSync(`${buildIndex}-journal`, { force: true })
-          fs.renameSync(buildIndex, newIndex)
-          sameOwner(dataPath, newPath)
-          sameOwner(indexPath, newIndex)
-          fsyncPath(newPath)
-        },
-        catch: ioError(newPath, "sync")
-      }).pipe(Effect.tapError(() => removeWork))
-      yield* Effect.try({
-        try: () => {
-          try {
-            fs.linkSync(dataPath, tsData)
-            fs.linkSync(indexPath, tsIndex)
-          } catch (e) {
-            fs.rmSync(tsData, { force: true })
-            fs.rmSync(tsIndex, { force: true })
-            throw e
-          }
-        },
-        catch: ioError(tsData, "link")
-      }).pipe(Effect.tapError(() => removeWork))
-      yield* Effect.try({
-        try: () => {
-          try {
-            fs.renameSync(newPath, dataPath)
-            fs.renameSync(newIndex, indexPath)
-          } catch (e) {
-            // put the originals back under their names
-            fs.rmSync(dataPath, { force: true })
-            fs.rmSync(indexPath, { force: true })
-            fs.linkSync(tsData, dataPath)
-            fs.linkSync(tsIndex, indexPath)
-            throw e
-          }
-        },
-        catch: ioError(dataPath, "rename")
-      }).pipe(Effect.tapError(() => removeWork))
-      if (!options.keepPrevious) {
-        yield* Effect.sync(() => {
-          fs.rmSync(tsData, { force: true })
-          fs.rmSync(tsIndex, { force: true })
-        })
-      }
-      const sizeAfter = fs.statSync(dataPath).size
+      yield* swapFiles({ dataPath, indexPath, newPath, newIndex, buildIndex }, now, options.keepPrevious).pipe(
+        Effect.tapError(() => Effect.ignore(removeWork))
+      )
+      const sizeAfter = yield* Effect.try({ try: () => fs.statSync(dataPath).size, catch: ioError(dataPath, "stat") })
       return { compacted: true, ...built, sizeBefore, sizeAfter } satisfies CompactReport
     })
   )

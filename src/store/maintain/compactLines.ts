@@ -1,5 +1,5 @@
 /**
- * Reading the lines of one chunk for compaction: like `walkChunk` (reindexLines.ts), but
+ * Reading the lines of one chunk for compaction: like `walkChunk` (format/chunkLines.ts), but
  * message bodies are staged to files, because compaction writes them again through the
  * append path (which streams a message from its staged file and checks its GUID).
  *

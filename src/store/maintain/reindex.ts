@@ -1,6 +1,6 @@
 /**
  * Rebuilding a backup's index from its data file alone (Cyrus's `backup_reindex`,
- * spec/storage.md §8): every gzip member becomes a chunk row and every APPLY line in it is
+ * docs/storage.md): every gzip member becomes a chunk row and every APPLY line in it is
  * indexed exactly as an append would have indexed it (`indexApply`), so the rows equal the
  * incrementally built ones.
  *
@@ -23,7 +23,7 @@ import { indexPathOf } from "../openBackup.js"
 import { writeChunkState } from "../index/ChunkState.js"
 import { lockDataFile, type LockedDataFile } from "../dataFileLock.js"
 import { upperAscii } from "../format/dlistText.js"
-import { AppendRejected, BackupIoError, type BackupIndexError, type BackupLocked, type BackupNotFound, type BackupExists } from "../errors.js"
+import { AppendRejected, ioError, type BackupExists, type BackupIndexError, type BackupIoError, type BackupLocked, type BackupNotFound } from "../errors.js"
 import { CHUNK_HEADER, crc32, gzipHeaderLength } from "../format/gzipMember.js"
 import { indexApply } from "../index/apply.js"
 import { indexError, inTransaction, openIndexDb, run, type Sql } from "../index/db.js"
@@ -72,9 +72,6 @@ export interface ReindexOptions {
 }
 
 export type ReindexError = BackupLocked | BackupNotFound | BackupExists | BackupIoError | BackupIndexError
-
-const ioError = (path: string, op: string) => (e: unknown) =>
-  new BackupIoError({ path, op, message: (e as Error).message ?? String(e) })
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b, 0x08])
 
@@ -277,10 +274,13 @@ export const reindexFile = (dataPath: string, options: ReindexOptions = {}): Eff
       yield* Effect.try({ try: () => moves.forEach(([from, to]) => fs.renameSync(from, to)), catch: ioError(indexPath, "rename") })
       const hadPrevious = moves.length > 0
 
-      const putBack = Effect.sync(() => {
-        for (const p of [indexPath, `${indexPath}-journal`]) fs.rmSync(p, { force: true })
-        for (const [from, to] of moves) fs.renameSync(to, from)
-      }).pipe(Effect.ignore)
+      // best effort: the rebuild's own failure is the one reported
+      const putBack = Effect.ignore(
+        Effect.try(() => {
+          for (const p of [indexPath, `${indexPath}-journal`]) fs.rmSync(p, { force: true })
+          for (const [from, to] of moves) fs.renameSync(to, from)
+        })
+      )
 
       const result = yield* Effect.scoped(
         Effect.flatMap(openIndexDb(indexPath), (sql) => rebuildIndex(file, sql, indexPath))
@@ -288,7 +288,7 @@ export const reindexFile = (dataPath: string, options: ReindexOptions = {}): Eff
 
       const keep = hadPrevious && (options.keepPrevious === true || result.problems.length > 0)
       if (hadPrevious && !keep) {
-        yield* Effect.sync(() => moves.forEach(([, to]) => fs.rmSync(to, { force: true })))
+        yield* Effect.try({ try: () => moves.forEach(([, to]) => fs.rmSync(to, { force: true })), catch: ioError(previous, "unlink") })
       }
       return { ...result, previousIndex: keep ? previous : null }
     })

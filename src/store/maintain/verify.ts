@@ -1,6 +1,6 @@
 /**
  * Checking a backup's index against its data file, as Cyrus's `backup_verify` does
- * (spec/storage.md §7), with the same levels: the last chunk's checksums (quick), every
+ * (docs/storage.md), with the same levels: the last chunk's checksums (quick), every
  * chunk's checksums, message links, message GUIDs and mailbox links (full = all of them).
  *
  * Unlike Cyrus, verification does not stop at the first failure: every problem is returned
@@ -10,13 +10,13 @@
  */
 import { Effect } from "effect"
 import { filesOf } from "../../protocol/dlist/value.js"
-import { checkIndexPresent, indexPathOf } from "../openBackup.js"
-import { allChunks, type ChunkRow } from "../index/ChunkState.js"
-import { lockDataFile, type LockedDataFile } from "../dataFileLock.js"
+import { openBackup, type BackupFiles } from "../openBackup.js"
+import type { LockedDataFile } from "../dataFileLock.js"
 import { getAtom, getDate, getList, getNum32, getNum64, listItems } from "../format/dlistFields.js"
-import { BackupIoError, type BackupIndexError, type OpenError } from "../errors.js"
+import { ioError, type BackupIndexError, type BackupIoError, type OpenError } from "../errors.js"
 import { crc32 } from "../format/gzipMember.js"
-import { bigColumn, indexError, intColumn, openIndexDb, query, textColumn, type Sql } from "../index/db.js"
+import { indexQueries } from "../index/queries.js"
+import type { ChunkRow, MailboxRow, MessageRow, RecordRow } from "../index/rows.js"
 import { readRange } from "../format/memberReader.js"
 import { walkChunk, type ChunkLine } from "../format/chunkLines.js"
 import { fileSize } from "../write/segmentWriter.js"
@@ -59,12 +59,16 @@ const checksOf = (level: VerifyLevel): Set<VerifyCheck> => {
   return c
 }
 
+/** A message row as the checks compare it (GUID in lower case, -1 for an offset not recorded). */
 interface MessageRef {
   readonly id: number
   readonly guid: string
   readonly offset: number
 }
 
+const messageRef = (m: MessageRow): MessageRef => ({ id: m.id, guid: m.guid.toLowerCase(), offset: m.offset ?? -1 })
+
+/** A mailbox row's fields as `mailbox_matches` compares them (32-bit counters unsigned). */
 interface MailboxRef {
   readonly uniqueid: string
   readonly mboxname: string
@@ -82,6 +86,24 @@ interface MailboxRef {
   readonly syncCrcAnnot: number
 }
 
+const mailboxRef = (m: MailboxRow): MailboxRef => ({
+  uniqueid: m.uniqueid,
+  mboxname: m.mboxname,
+  lastUid: m.lastUid >>> 0,
+  highestmodseq: m.highestmodseq,
+  recentuid: m.recentuid >>> 0,
+  recenttime: m.recenttime,
+  lastAppenddate: m.lastAppenddate,
+  uidvalidity: m.uidvalidity >>> 0,
+  partition: m.partition,
+  acl: m.acl,
+  options: m.options,
+  xconvmodseq: m.xconvmodseq,
+  syncCrc: m.syncCrc >>> 0,
+  syncCrcAnnot: m.syncCrcAnnot >>> 0
+})
+
+/** A record row's fields as `mailbox_message_matches` compares them. */
 interface RecordRef {
   readonly uniqueid: string
   readonly uid: number
@@ -92,58 +114,15 @@ interface RecordRef {
   readonly guid: string
 }
 
-const u64 = (v: unknown): bigint => BigInt.asUintN(64, bigColumn(v) ?? 0n)
-const u32 = (v: unknown): number => (intColumn(v) ?? 0) >>> 0
-
-const chunkMessages = (sql: Sql, chunkId: number) =>
-  Effect.map(query(sql, "SELECT id, guid, offset FROM message WHERE chunk_id = ? ORDER BY id;", [chunkId]), (rows) =>
-    rows.map((r): MessageRef => ({ id: intColumn(r.id)!, guid: String(r.guid).toLowerCase(), offset: intColumn(r.offset) ?? -1 }))
-  )
-
-const chunkMailboxes = (sql: Sql, chunkId: number) =>
-  Effect.map(
-    query(
-      sql,
-      "SELECT CAST(uniqueid AS BLOB) AS uniqueid, CAST(mboxname AS BLOB) AS mboxname, last_uid, highestmodseq, recentuid, recenttime, last_appenddate, uidvalidity, CAST(partition AS BLOB) AS partition, CAST(acl AS BLOB) AS acl, CAST(options AS BLOB) AS options, xconvmodseq, sync_crc, sync_crc_annot FROM mailbox WHERE last_chunk_id = ? ORDER BY id;",
-      [chunkId]
-    ),
-    (rows) =>
-      rows.map((r): MailboxRef => ({
-        uniqueid: textColumn(r.uniqueid) ?? "",
-        mboxname: textColumn(r.mboxname) ?? "",
-        lastUid: u32(r.last_uid),
-        highestmodseq: u64(r.highestmodseq),
-        recentuid: u32(r.recentuid),
-        recenttime: intColumn(r.recenttime) ?? 0,
-        lastAppenddate: intColumn(r.last_appenddate) ?? 0,
-        uidvalidity: u32(r.uidvalidity),
-        partition: textColumn(r.partition),
-        acl: textColumn(r.acl),
-        options: textColumn(r.options),
-        xconvmodseq: u64(r.xconvmodseq),
-        syncCrc: u32(r.sync_crc),
-        syncCrcAnnot: u32(r.sync_crc_annot)
-      }))
-  )
-
-const chunkRecords = (sql: Sql, chunkId: number) =>
-  Effect.map(
-    query(
-      sql,
-      "SELECT CAST(mb.uniqueid AS BLOB) AS uniqueid, r.uid, r.modseq, r.last_updated, r.internaldate, m.size, m.guid FROM mailbox_message AS r JOIN message AS m ON r.message_id = m.id JOIN mailbox AS mb ON r.mailbox_id = mb.id WHERE r.last_chunk_id = ? ORDER BY r.id;",
-      [chunkId]
-    ),
-    (rows) =>
-      rows.map((r): RecordRef => ({
-        uniqueid: textColumn(r.uniqueid) ?? "",
-        uid: u32(r.uid),
-        modseq: u64(r.modseq),
-        lastUpdated: intColumn(r.last_updated) ?? 0,
-        internaldate: intColumn(r.internaldate) ?? 0,
-        size: u32(r.size),
-        guid: String(r.guid).toLowerCase()
-      }))
-  )
+const recordRef = (r: RecordRow): RecordRef => ({
+  uniqueid: r.mailboxUniqueid,
+  uid: r.uid >>> 0,
+  modseq: r.modseq,
+  lastUpdated: r.lastUpdated,
+  internaldate: r.internaldate,
+  size: r.size >>> 0,
+  guid: r.guid.toLowerCase()
+})
 
 /** Cyrus's `mailbox_matches`: the line's fields against the row (absent optional ones = 0). */
 const mailboxMatches = (m: MailboxRef, line: ChunkLine): boolean => {
@@ -189,7 +168,7 @@ const fileHasher = (file: LockedDataFile, hash: Sha1) => {
         }
         return at === offset ? peekDigest(hash) : undefined
       },
-      catch: (e) => new BackupIoError({ path: file.path, op: "read", message: (e as Error).message ?? String(e) })
+      catch: ioError(file.path, "read")
     })
 }
 
@@ -198,15 +177,13 @@ const fileHasher = (file: LockedDataFile, hash: Sha1) => {
  * returned in the report; the Effect fails only if the files cannot be read.
  */
 export const verifyBackup = (
-  file: LockedDataFile,
-  sql: Sql,
-  indexPath: string,
+  { file, sql, indexPath }: BackupFiles,
   level: VerifyLevel = "full"
 ): Effect.Effect<VerifyReport, VerifyError> =>
   Effect.gen(function*() {
     const checks = checksOf(level)
-    const q = <A>(eff: Effect.Effect<A, unknown>) => Effect.mapError(eff, indexError(indexPath))
-    const chunks = yield* q(allChunks(sql))
+    const q = indexQueries(sql, indexPath)
+    const chunks = yield* q.chunks
     const problems: Array<VerifyProblem> = []
     const report = (): VerifyReport => ({ checks: [...checks], chunks: chunks.length, problems, ok: problems.length === 0 })
     if (chunks.length === 0) return report()
@@ -236,9 +213,9 @@ export const verifyBackup = (
         const wantMessages = wantLines && checks.has("messageLinks")
         const wantGuids = wantLines && checks.has("messageGuids")
         const wantMailboxes = wantLines && checks.has("mailboxLinks")
-        const messages = wantMessages ? yield* q(chunkMessages(sql, chunk.id)) : []
-        const mailboxes = wantMailboxes ? yield* q(chunkMailboxes(sql, chunk.id)) : []
-        const records = wantMailboxes ? yield* q(chunkRecords(sql, chunk.id)) : []
+        const messages = wantMessages ? (yield* q.messagesOfChunk(chunk.id)).map(messageRef) : []
+        const mailboxes = wantMailboxes ? (yield* q.mailboxesOfChunk(chunk.id)).map(mailboxRef) : []
+        const records = wantMailboxes ? (yield* q.recordsOfChunk(chunk.id)).map(recordRef) : []
         if (!wantChecksums && messages.length === 0 && mailboxes.length === 0 && records.length === 0) return
 
         const messagesAt = new Map<number, Array<MessageRef>>()
@@ -344,15 +321,7 @@ export interface VerifyFileOptions {
 
 /** Locks the backup at `dataPath`, opens its index and verifies it (as `ctl_backups verify`). */
 export const verifyFile = (dataPath: string, options: VerifyFileOptions = {}): Effect.Effect<VerifyReport, OpenError | VerifyError> =>
-  Effect.scoped(
-    Effect.gen(function*() {
-      const file = yield* lockDataFile(dataPath, { wait: options.wait ?? false })
-      yield* checkIndexPresent(file)
-      const indexPath = indexPathOf(dataPath)
-      const sql = yield* openIndexDb(indexPath)
-      return yield* verifyBackup(file, sql, indexPath, options.level ?? "full")
-    })
-  )
+  Effect.scoped(Effect.flatMap(openBackup(dataPath, { wait: options.wait ?? false }), (b) => verifyBackup(b, options.level ?? "full")))
 
 /** The report as `ctl_backups verify` would print its findings, one line each. */
 export const formatProblems = (report: VerifyReport): ReadonlyArray<string> => report.problems.map((p) => p.message)

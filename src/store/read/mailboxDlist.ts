@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { ByteReader } from "../../protocol/ByteReader.js"
 import { parseValue } from "../../protocol/dlist/parse.js"
 import { atom, flag, kvlist, list, nil, num, type Dlist } from "../../protocol/dlist/value.js"
-import type { MailboxRow, RecordRow } from "./BackupReader.js"
+import type { MailboxRow, RecordRow } from "../index/rows.js"
 
 /** The mailbox row's fields the dlist carries; the uniqueid may be dropped (restore without -U). */
 export type MailboxFields = Omit<MailboxRow, "id" | "lastChunkId" | "deleted" | "uniqueid"> & {

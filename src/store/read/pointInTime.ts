@@ -12,12 +12,12 @@
 import fs from "node:fs"
 import nodePath from "node:path"
 import { Effect, Scope } from "effect"
-import { checkIndexPresent, indexPathOf } from "../openBackup.js"
+import { indexPathOf, lockBackup } from "../openBackup.js"
 import { makeReader, type BackupReader } from "./BackupReader.js"
-import { allChunks, type ChunkRow } from "../index/ChunkState.js"
-import { lockDataFile } from "../dataFileLock.js"
+import { indexQueries } from "../index/queries.js"
+import type { ChunkRow } from "../index/rows.js"
 import { upperAscii } from "../format/dlistText.js"
-import { AppendRejected, BackupCorrupt, BackupIoError, type OpenError } from "../errors.js"
+import { AppendRejected, BackupCorrupt, ioError, type OpenError } from "../errors.js"
 import { indexApply } from "../index/apply.js"
 import { indexError, inTransaction, openIndexDb, run } from "../index/db.js"
 import { walkChunk, type ChunkLine } from "../format/chunkLines.js"
@@ -38,9 +38,6 @@ export interface PointInTimeOptions {
   readonly tempDir: string
 }
 
-const ioError = (path: string, op: string) => (e: unknown) =>
-  new BackupIoError({ path, op, message: (e as Error).message ?? String(e) })
-
 /** Opens the backup at `dataPath` as it was at `time` (Unix seconds). */
 export const openAtTime = (
   dataPath: string,
@@ -48,12 +45,9 @@ export const openAtTime = (
   options: PointInTimeOptions
 ): Effect.Effect<PointInTimeView, OpenError, Scope.Scope> =>
   Effect.gen(function*() {
-    const file = yield* lockDataFile(dataPath, { wait: false })
-    yield* checkIndexPresent(file)
+    const file = yield* lockBackup(dataPath, { wait: false })
     const realIndex = indexPathOf(dataPath)
-    const all = yield* Effect.scoped(
-      Effect.flatMap(openIndexDb(realIndex), (sql) => allChunks(sql).pipe(Effect.mapError(indexError(realIndex))))
-    )
+    const all = yield* Effect.scoped(Effect.flatMap(openIndexDb(realIndex), (sql) => indexQueries(sql, realIndex).chunks))
     const byOffset = [...all].sort((a, b) => a.offset - b.offset)
     const chosen = byOffset.filter((c) => c.tsEnd !== null && c.tsEnd <= time)
 
@@ -105,7 +99,7 @@ export const openAtTime = (
       }
     }
     return {
-      reader: makeReader(file, sql, tmpIndex),
+      reader: makeReader({ dataPath, indexPath: tmpIndex, file, sql }),
       chunks: chosen,
       skippedChunks: all.length - chosen.length,
       rejectedLines

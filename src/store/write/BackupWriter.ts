@@ -15,14 +15,13 @@
 import { Effect, Scope } from "effect"
 import type { Item } from "../../protocol/dlist/value.js"
 import { writeChunkState, type ChunkState } from "../index/ChunkState.js"
-import { lockDataFile } from "../dataFileLock.js"
 import { lineParts, partsLength } from "../format/dlistText.js"
 import { BackupClosed, type AppendError, type OpenError } from "../errors.js"
 import { CHUNK_HEADER, GZIP_HEADER } from "../format/gzipMember.js"
 import { indexApply } from "../index/apply.js"
-import { indexError, inTransaction, openIndexDb, run } from "../index/db.js"
+import { indexError, inTransaction, run } from "../index/db.js"
 import { makeReader, type BackupReader } from "../read/BackupReader.js"
-import { checkIndexPresent, indexPathOf } from "../openBackup.js"
+import { openBackup } from "../openBackup.js"
 import { syncData, truncateTo, writeSegment, type Accumulator } from "./segmentWriter.js"
 import { newSha1, peekDigest, saveState, stateFromHex, stateToHex } from "../format/sha1State.js"
 import { recoverTail, sealState, type RecoveryReport } from "./tailRecovery.js"
@@ -67,10 +66,8 @@ export const openForAppend = (
   Effect.gen(function*() {
     const now = options.now ?? (() => Math.floor(Date.now() / 1000))
     const durable = options.durable ?? true
-    const indexPath = indexPathOf(dataPath)
-    const file = yield* lockDataFile(dataPath, { create: options.create ?? false, exclusive: options.exclusive ?? false, wait: options.wait ?? false })
-    yield* checkIndexPresent(file)
-    const sql = yield* openIndexDb(indexPath)
+    const opened = yield* openBackup(dataPath, { create: options.create ?? false, exclusive: options.exclusive ?? false, wait: options.wait ?? false })
+    const { file, sql, indexPath } = opened
     const recovery = yield* recoverTail(file, sql, indexPath)
 
     let tail: ChunkState = recovery.state
@@ -168,7 +165,7 @@ export const openForAppend = (
       )
     )
 
-    const reader = makeReader(file, sql, indexPath)
+    const reader = makeReader(opened)
     return {
       dataPath,
       indexPath,

@@ -11,8 +11,10 @@
  */
 import { Effect } from "effect"
 import type { LockedDataFile } from "../dataFileLock.js"
-import { BackupCorrupt, BackupIoError, type BackupIndexError } from "../errors.js"
-import { lastChunk, readChunkState, writeChunkState, type ChunkRow, type ChunkState } from "../index/ChunkState.js"
+import { BackupCorrupt, ioError, type BackupIndexError, type BackupIoError } from "../errors.js"
+import { readChunkState, writeChunkState, type ChunkState } from "../index/ChunkState.js"
+import { indexQueries } from "../index/queries.js"
+import type { ChunkRow } from "../index/rows.js"
 import { crc32, SEAL_LENGTH, sealBytes, TRAILER_LENGTH } from "../format/gzipMember.js"
 import { indexError, inTransaction, type Sql } from "../index/db.js"
 import { inflateMember, readExact, readRange } from "../format/memberReader.js"
@@ -41,9 +43,6 @@ const emptyState = (h: Sha1): ChunkState => ({
   lastTs: 0
 })
 
-const ioFail = (path: string, op: string) => (e: unknown) =>
-  new BackupIoError({ path, op, message: (e as Error).message ?? String(e) })
-
 /** Seals the unsealed member described by `st` (whose end must be the file's end). */
 export const sealState = (file: LockedDataFile, sql: Sql, indexPath: string, st: ChunkState, fileHash: Sha1) =>
   Effect.gen(function*() {
@@ -62,7 +61,7 @@ export const recoverTail = (
 ): Effect.Effect<RecoveryReport, RecoveryError> =>
   Effect.gen(function*() {
     const st = yield* readChunkState(sql).pipe(Effect.mapError(indexError(indexPath)))
-    const last = yield* lastChunk(sql).pipe(Effect.mapError(indexError(indexPath)))
+    const last = yield* indexQueries(sql, indexPath).latestChunk
     const size = yield* fileSize(file.fd, file.path)
     const actions: Array<string> = []
 
@@ -84,7 +83,7 @@ export const recoverTail = (
       if (last !== undefined) {
         const trailer = yield* Effect.tryPromise({
           try: () => readExact(file.fd, st.endOffset - TRAILER_LENGTH, TRAILER_LENGTH),
-          catch: ioFail(file.path, "read")
+          catch: ioError(file.path, "read")
         })
         if (
           trailer.length !== TRAILER_LENGTH ||
@@ -119,7 +118,7 @@ export const recoverTail = (
         try: async () => {
           for await (const b of readRange(file.fd, from, to)) fileHash.update(b)
         },
-        catch: ioFail(file.path, "read")
+        catch: ioError(file.path, "read")
       })
     yield* hashRange(0, last.offset)
     if (peekDigest(fileHash) !== last.fileSha1) {

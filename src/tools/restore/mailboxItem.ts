@@ -1,10 +1,8 @@
 /** A planned mailbox as the `MAILBOX` item restore sends (`RESTORE MAILBOX %(...)`). */
 import { Effect } from "effect"
 import { item, type Item } from "../../protocol/dlist/value.js"
-import { mailboxDlist } from "../../store/read/mailboxDlist.js"
+import { mailboxDlist } from "../../store/index.js"
 import type { PlannedMailbox } from "./plan.js"
-
-export { parseStoredList } from "../../store/read/mailboxDlist.js"
 
 /** `MAILBOX %(...)` (or `LOCAL_MAILBOX` for `-L`), always with its records. */
 export const mailboxItem = (mb: PlannedMailbox, key: "MAILBOX" | "LOCAL_MAILBOX" = "MAILBOX"): Effect.Effect<Item> =>

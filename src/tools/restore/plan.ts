@@ -8,8 +8,7 @@
  * `-X`/`-x` filter expunged records; entries for the same name are merged.
  */
 import { Effect, Option } from "effect"
-import type { BackupReader, MailboxWithRecords, ReadError, RecordRow } from "../../store/read/BackupReader.js"
-import type { MailboxFields, RecordFields } from "../../store/read/mailboxDlist.js"
+import type { BackupReader, MailboxFields, MailboxWithRecords, ReadError, RecordFields, RecordRow } from "../../store/index.js"
 import type { ExpungedMode } from "./options.js"
 
 export type PlannedRecord = RecordFields
