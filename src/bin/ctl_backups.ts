@@ -1,4 +1,4 @@
-import { runCtlBackups } from "../tools/ctlBackups.js"
+import { runCtlBackups } from "../tools/ctlBackups/main.js"
 import { processIo } from "../tools/ToolIo.js"
 
 runCtlBackups(process.argv.slice(2), processIo()).then((code) => {

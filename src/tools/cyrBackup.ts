@@ -10,7 +10,7 @@
  */
 import fs from "node:fs"
 import { Effect, Option, Stream } from "effect"
-import type { CyrusConfig } from "../config/index.js"
+import type { ConfigError, CyrusConfig } from "../config/index.js"
 import { BackupsDb, dataFileSize, type RecordRow } from "../store/index.js"
 import { EX_OK, EX_TEMPFAIL, EX_USAGE } from "../util/sysexits.js"
 import { versionLine } from "../util/version.js"
@@ -29,7 +29,7 @@ import { openErrorCode } from "./openErrors.js"
 import { lookupNamed, internalMboxname } from "./targets.js"
 import { openToolBackup, type ToolBackup } from "./ToolBackup.js"
 import { printer, writeBytes, type Printer, type ToolIo } from "./ToolIo.js"
-import { atoi, backupsDbLayer, loadConfig, runTool, ToolExit } from "./toolRuntime.js"
+import { atoi, backupsDbLayer, configFailure, loadConfig, runTool } from "./toolRuntime.js"
 import { cyrBackupUsage } from "./usageTexts.js"
 
 const PROGRAM = "cyr_backup"
@@ -421,7 +421,7 @@ const openOutFile = (path: string) =>
       })
   )
 
-const program = (args: CyrBackupArgs, io: ToolIo): Effect.Effect<number, ToolExit> =>
+const program = (args: CyrBackupArgs, io: ToolIo): Effect.Effect<number, ConfigError> =>
   Effect.gen(function*() {
     const p = printer(io)
     const config = yield* loadConfig(PROGRAM, args.altConfig, io)
@@ -477,5 +477,5 @@ export const runCyrBackup = (argv: ReadonlyArray<string>, io: ToolIo): Promise<n
     io.stderr.write(parsed.usage + cyrBackupUsage(PROGRAM))
     return Promise.resolve(EX_USAGE)
   }
-  return runTool(PROGRAM, io, program(parsed, io))
+  return runTool(PROGRAM, io, program(parsed, io), configFailure)
 }

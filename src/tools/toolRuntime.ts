@@ -1,29 +1,30 @@
 /**
  * What every companion tool shares: loading imapd.conf (`-C`) the way `cyrus_init` does
  * (a failure is `fatal error: ...`, exit 78), the backups.db layer, C-style number parsing,
- * and running the tool's Effect to an exit code without ever printing a stack trace.
+ * and running the tool's Effect to an exit code: its typed failures are mapped to a line and
+ * a sysexits code in one place per program, and a defect never prints a stack trace.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Cause, Effect, Exit, Layer } from "effect"
-import { Config, DEFAULT_CONFIG_PATH, type CyrusConfig } from "../config/index.js"
+import { Config, DEFAULT_CONFIG_PATH, type ConfigError, type CyrusConfig } from "../config/index.js"
 import { Partitions } from "../partitions/index.js"
 import { BackupsDb } from "../store/index.js"
 import { EX_CONFIG, EX_SOFTWARE } from "../util/sysexits.js"
-import { printer, type ToolIo } from "./ToolIo.js"
+import type { ToolIo } from "./ToolIo.js"
 
-/** A tool ended early with this exit code (its message, if any, is already printed). */
-export class ToolExit {
-  readonly _tag = "ToolExit"
-  constructor(readonly code: number) {}
+/** How a tool run that failed ends: the line it prints on stderr and its exit code. */
+export interface ToolFailure {
+  readonly exitCode: number
+  readonly line: string
 }
 
-export const loadConfig = (program: string, altConfig: string | undefined, io: ToolIo) =>
+export const loadConfig = (program: string, altConfig: string | undefined, io: ToolIo): Effect.Effect<CyrusConfig, ConfigError> =>
   Config.load({ path: altConfig ?? DEFAULT_CONFIG_PATH, service: program, serviceFromEnv: false, env: io.env }).pipe(
-    Effect.provide(NodeFileSystem.layer),
-    Effect.catchTag("ConfigError", (e) =>
-      Effect.zipRight(printer(io).err(`fatal error: ${e.message}\n`), Effect.fail(new ToolExit(EX_CONFIG)))
-    )
+    Effect.provide(NodeFileSystem.layer)
   )
+
+/** A configuration that cannot be loaded: `fatal error: ...`, exit 78, as `cyrus_init` ends. */
+export const configFailure = (e: ConfigError): ToolFailure => ({ exitCode: EX_CONFIG, line: `fatal error: ${e.message}\n` })
 
 /** BackupsDb (and the Partitions it creates files on) for an already loaded configuration. */
 export const backupsDbLayer = (config: CyrusConfig) =>
@@ -40,12 +41,19 @@ export const atoi = (s: string): number => {
   return Number.isFinite(n) ? n | 0 : 0
 }
 
-/** Runs a tool program; a defect becomes one line on stderr and EX_SOFTWARE. */
-export const runTool = (program: string, io: ToolIo, main: Effect.Effect<number, ToolExit>): Promise<number> =>
+/**
+ * Runs a tool program to its exit code: a failure becomes the line and code `onFailure` gives
+ * it, a defect one line on stderr and EX_SOFTWARE.
+ */
+export const runTool = <E>(program: string, io: ToolIo, main: Effect.Effect<number, E>, onFailure: (e: E) => ToolFailure): Promise<number> =>
   Effect.runPromiseExit(main).then((exit) => {
     if (Exit.isSuccess(exit)) return exit.value
     const failure = Cause.failureOption(exit.cause)
-    if (failure._tag === "Some") return failure.value.code
+    if (failure._tag === "Some") {
+      const { exitCode, line } = onFailure(failure.value)
+      io.stderr.write(Buffer.from(line, "latin1"))
+      return exitCode
+    }
     const defect = Cause.squash(exit.cause)
     const text = defect instanceof Error ? defect.message : String(defect)
     io.stderr.write(`${program}: internal error: ${text}\n`)
