@@ -4,16 +4,15 @@
  * temp roots the cyrus user may write.
  */
 import { execFile } from "node:child_process"
-import { accessSync, constants, readdirSync, readFileSync, readlinkSync } from "node:fs"
+import { readdirSync, readlinkSync } from "node:fs"
 import * as fsp from "node:fs/promises"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { Clock, Data, Duration, Effect } from "effect"
+import { asCyrusArgv, cyrusIds, cyrusProgram, isExecutable, SETPRIV, warnSkipping } from "../support/cyrus.js"
 
-export const CYRUS_BIN = "/usr/lib/cyrus/bin"
 export const SASLPASSWD2 = "/usr/sbin/saslpasswd2"
-export const SETPRIV = "/usr/bin/setpriv"
 
 /** Programs the interop tests need; all must be present for haveCyrus(). */
 export const REQUIRED_PROGRAMS = [
@@ -26,8 +25,6 @@ export const REQUIRED_PROGRAMS = [
   "imapd",
   "lmtpd"
 ] as const
-
-export const cyrusProgram = (name: string): string => path.join(CYRUS_BIN, name)
 
 /** A process failed to start, timed out, or exited non-zero when that was required. */
 export class CyrusProcessError extends Data.TaggedError("CyrusProcessError")<{
@@ -60,39 +57,6 @@ export class HarnessFsError extends Data.TaggedError("HarnessFsError")<{
   override get message(): string {
     return `${this.operation} ${this.path}: ${this.reason}`
   }
-}
-
-const isExecutable = (file: string): boolean => {
-  try {
-    accessSync(file, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
-}
-
-interface CyrusIds {
-  readonly uid: number
-  readonly gid: number
-}
-
-let idsCache: CyrusIds | null | undefined
-/** uid of user `cyrus` and gid of group `mail`, read from /etc/passwd and /etc/group. */
-export const cyrusIds = (): CyrusIds | null => {
-  if (idsCache !== undefined) return idsCache
-  const field = (file: string, name: string, index: number): number | undefined => {
-    try {
-      const line = readFileSync(file, "latin1").split("\n").find((l) => l.startsWith(`${name}:`))
-      const value = line?.split(":")[index]
-      return value === undefined ? undefined : Number(value)
-    } catch {
-      return undefined
-    }
-  }
-  const uid = field("/etc/passwd", "cyrus", 2)
-  const gid = field("/etc/group", "mail", 2)
-  idsCache = uid === undefined || gid === undefined ? null : { uid, gid }
-  return idsCache
 }
 
 const liveClock = Clock.make()
@@ -132,18 +96,9 @@ export const haveCyrus = (): boolean => cyrusSkipReason() === undefined
  */
 export const warnIfNoCyrus = (suite: string): boolean => {
   const reason = cyrusSkipReason()
-  if (reason !== undefined) {
-    const bar = "!".repeat(78)
-    console.warn(`\n${bar}\n!! SKIPPING interop suite "${suite}": ${reason}\n!! Install Debian 12 cyrus-imapd, cyrus-replication, sasl2-bin and run as root.\n${bar}\n`)
-  }
+  warnSkipping(`interop suite "${suite}"`, reason, "Debian 12 cyrus-imapd, cyrus-replication, sasl2-bin")
   return reason === undefined
 }
-
-/** argv that runs `argv` as cyrus:mail (setpriv when root, directly when already cyrus). */
-export const asCyrusArgv = (argv: ReadonlyArray<string>): ReadonlyArray<string> =>
-  process.getuid?.() === 0
-    ? [SETPRIV, "--reuid=cyrus", "--regid=mail", "--init-groups", "--", ...argv]
-    : argv
 
 export interface RunResult {
   readonly command: string

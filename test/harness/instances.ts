@@ -10,10 +10,9 @@ import { closeSync, openSync } from "node:fs"
 import { connect } from "node:net"
 import * as path from "node:path"
 import { Data, Duration, Effect, Scope } from "effect"
+import { asCyrusArgv, cyrusProgram } from "../support/cyrus.js"
 import {
-  asCyrusArgv,
   chownCyrusRecursive,
-  cyrusProgram,
   type CyrusProcessError,
   freePorts,
   HarnessTimeoutError,

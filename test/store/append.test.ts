@@ -14,7 +14,8 @@ import { atom, item, kvlist, list, type File, type Item } from "../../src/protoc
 import { openForRead } from "../../src/store/read/BackupReader.js"
 import { openForAppend } from "../../src/store/write/BackupWriter.js"
 import { reindexFile } from "../../src/store/maintain/reindex.js"
-import { checkChunks, tableRows, tempDir } from "./support.js"
+import { checkChunks, tableRows } from "./support.js"
+import { tempDir } from "../support/cyrus.js"
 
 const sub = (name: string): Item => item("SUB", kvlist([["USERID", atom("t")], ["MBOXNAME", atom(name)]]))
 const sha1 = (b: Uint8Array) => createHash("sha1").update(b).digest("hex")

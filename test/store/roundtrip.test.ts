@@ -7,7 +7,8 @@ import path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { openForAppend } from "../../src/store/write/BackupWriter.js"
-import { GOLDEN_INDEX, goldenChunks, goldenLines, tableRows, tempDir } from "./support.js"
+import { GOLDEN_INDEX, goldenChunks, goldenLines, tableRows } from "./support.js"
+import { tempDir } from "../support/cyrus.js"
 
 const TABLES: ReadonlyArray<[string, string]> = [
   ["message", "SELECT * FROM message ORDER BY id"],

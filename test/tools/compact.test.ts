@@ -16,9 +16,10 @@ import { openForRead } from "../../src/store/read/BackupReader.js"
 import { verifyFile } from "../../src/store/maintain/verify.js"
 import { runRestore } from "../../src/tools/restore/restore.js"
 import { recorder } from "../support/syncRecorder.js"
-import { chownIfRoot, haveCyrus, makeServer, runOurs, runTheirs, warnNoCyrus } from "./support.js"
+import { chownIfRoot, makeServer, runOurs, runTheirs } from "./support.js"
+import { haveCyrusTools, warnNoCyrusTools } from "../support/cyrus.js"
 
-warnNoCyrus("compact tests")
+warnNoCyrusTools("compact tests")
 
 const DAY = 86400
 const NOW = Math.floor(Date.now() / 1000)
@@ -108,7 +109,7 @@ const chunkOffsets = (data: string) =>
 const messageGuids = (data: string) =>
   Effect.runPromise(Effect.scoped(Effect.flatMap(openForRead(data), (r) => r.messages()))).then((ms) => ms.map((m) => m.guid).sort())
 
-describe.skipIf(!haveCyrus)("ctl_backups compact", () => {
+describe.skipIf(!haveCyrusTools)("ctl_backups compact", () => {
   it("drops mail expunged before the retention period, keeps the unchanged leading chunk byte for byte", async () => {
     const server = makeServer("compact", ["backup_retention: 7d"])
     const data = path.join(server.partition, "a", "carol")

@@ -12,9 +12,8 @@ import { BackupsDb } from "../../src/store/index.js"
 import { runCtlBackups } from "../../src/tools/ctlBackups/main.js"
 import { runCyrBackup } from "../../src/tools/cyrBackup.js"
 import type { ToolIo } from "../../src/tools/ToolIo.js"
-import { chownForCyrus, copyGolden, runCyrus, tempDir } from "../store/support.js"
-
-export { haveCyrus, warnNoCyrus, goldenLines, tempDir, copyGolden, chownForCyrus } from "../store/support.js"
+import { copyGolden } from "../store/support.js"
+import { chownForCyrus, runCyrusTool, tempDir } from "../support/cyrus.js"
 
 export interface ToolRun {
   readonly code: number
@@ -43,7 +42,7 @@ export const runOurs = async (prog: "ctl_backups" | "cyr_backup", argv: Readonly
 const CYRUS_PARSE_NOISE = "\ndidn't parse dlist, error -1\n"
 
 export const runTheirs = async (prog: "ctl_backups" | "cyr_backup", argv: ReadonlyArray<string>): Promise<ToolRun> => {
-  const r = await runCyrus(prog, argv)
+  const r = await runCyrusTool(prog, argv)
   return { code: r.code, stdout: r.stdout, stderr: r.stderr.split(CYRUS_PARSE_NOISE).join("") }
 }
 
