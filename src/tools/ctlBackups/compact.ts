@@ -4,7 +4,7 @@ import { compactBackup, type CompactReport } from "../../store/index.js"
 import { IMAP_IOERROR } from "../cFormat.js"
 import { openErrorCode } from "../openErrors.js"
 import type { Target } from "../targets.js"
-import type { Run } from "./run.js"
+import type { Run } from "./Run.js"
 
 export type CompactResult =
   | { readonly _tag: "Compacted"; readonly report: CompactReport }

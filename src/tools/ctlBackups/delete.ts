@@ -4,7 +4,7 @@ import { Effect } from "effect"
 import { indexPathOf, lockDataFile } from "../../store/index.js"
 import type { Target } from "../targets.js"
 import { bytesPath, dbFailed, io, keysFor, mapOpenError } from "./maintenance.js"
-import type { Run } from "./run.js"
+import type { Run } from "./Run.js"
 
 /** The status code of the delete: 0, or the Cyrus-style code of what failed. */
 export const deleteOne = (run: Run, t: Target): Effect.Effect<number> =>

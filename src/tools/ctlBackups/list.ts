@@ -6,7 +6,7 @@ import { cyrusVerify } from "../cyrusVerify.js"
 import { openErrorCode } from "../openErrors.js"
 import type { Target } from "../targets.js"
 import { openToolBackup } from "../ToolBackup.js"
-import type { Run } from "./run.js"
+import type { Run } from "./Run.js"
 
 export type ListResult =
   /** `timestamp` is the last chunk's end in local time, or `[unknown]`; `size` -1 if unknown. */

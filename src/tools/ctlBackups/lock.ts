@@ -11,7 +11,7 @@ import type { Target } from "../targets.js"
 import { openToolBackup } from "../ToolBackup.js"
 import { runChild, untilStdinEnds } from "./childProcess.js"
 import { lockLines } from "./printer.js"
-import type { Run } from "./run.js"
+import type { Run } from "./Run.js"
 
 export type LockResult =
   /** The lock could not be had (the reason was printed): the run exits EX_SOFTWARE. */

@@ -42,7 +42,7 @@ import {
 } from "./printer.js"
 import { reconstructBackupsDb } from "./reconstruct.js"
 import { reindexOne } from "./reindex.js"
-import { settle, who, type Run } from "./run.js"
+import { settle, who, type Run } from "./Run.js"
 import { statBackup } from "./stat.js"
 import { verifyOne } from "./verify.js"
 

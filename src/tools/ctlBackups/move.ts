@@ -13,7 +13,7 @@ import { IMAP_IOERROR, IMAP_MAILBOX_EXISTS, IMAP_PARTITION_UNKNOWN } from "../cF
 import { openErrorCode } from "../openErrors.js"
 import type { Target } from "../targets.js"
 import { bytesPath, dbFailed, fail, io, keysFor, mapOpenError, sameOwner, type MaintenanceFailed } from "./maintenance.js"
-import type { Run } from "./run.js"
+import type { Run } from "./Run.js"
 
 /** The status code of the move (0 or the Cyrus-style code of what failed) and, when moved, where to. */
 export interface MoveResult {

@@ -13,7 +13,7 @@ import type { CompactResult } from "./compact.js"
 import type { ListResult } from "./list.js"
 import type { ReconstructResult } from "./reconstruct.js"
 import type { ReindexResult } from "./reindex.js"
-import { who, type Run } from "./run.js"
+import { who, type Run } from "./Run.js"
 import type { StatResult } from "./stat.js"
 import type { VerifyResult } from "./verify.js"
 

@@ -5,7 +5,7 @@ import { IMAP_INTERNAL } from "../cFormat.js"
 import { openErrorCode } from "../openErrors.js"
 import type { Target } from "../targets.js"
 import { openToolBackup } from "../ToolBackup.js"
-import type { Run } from "./run.js"
+import type { Run } from "./Run.js"
 
 export type ReindexResult =
   | {

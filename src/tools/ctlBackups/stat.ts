@@ -6,7 +6,7 @@ import { cyrusVerify } from "../cyrusVerify.js"
 import { openErrorCode } from "../openErrors.js"
 import type { Target } from "../targets.js"
 import { openToolBackup } from "../ToolBackup.js"
-import type { Run } from "./run.js"
+import type { Run } from "./Run.js"
 
 export interface BackupStats {
   readonly _tag: "Stats"

@@ -4,7 +4,7 @@ import { cyrusVerify, type CyrusVerifyResult } from "../cyrusVerify.js"
 import { openErrorCode } from "../openErrors.js"
 import type { Target } from "../targets.js"
 import { openToolBackup } from "../ToolBackup.js"
-import type { Run } from "./run.js"
+import type { Run } from "./Run.js"
 
 /** The backup could not be opened (`code`), or the verifier's result. */
 export type VerifyResult = CyrusVerifyResult | { readonly code: number; readonly output?: undefined; readonly diagnostics?: undefined }
