@@ -18,7 +18,7 @@ import {
   type OpenError
 } from "./errors.js"
 import { openIndexDb, type Sql } from "./index/db.js"
-import { fileSize } from "./write/segmentWriter.js"
+import { fileSize } from "./format/memberReader.js"
 
 export const indexPathOf = (dataPath: string): string => `${dataPath}.index`
 

@@ -6,6 +6,8 @@
 import fs from "node:fs"
 import { Readable } from "node:stream"
 import zlib from "node:zlib"
+import { Effect } from "effect"
+import { BackupIoError } from "../errors.js"
 import { gzipHeaderLength, TRAILER_LENGTH } from "./gzipMember.js"
 
 const READ_SIZE = 64 * 1024
@@ -13,6 +15,12 @@ const READ_SIZE = 64 * 1024
 const readAt = (fd: number, buf: Buffer, position: number): Promise<number> =>
   new Promise((resolve, reject) =>
     fs.read(fd, buf, 0, buf.length, position, (err, n) => (err ? reject(err) : resolve(n)))
+  )
+
+/** The size of the file behind the descriptor (fstat). */
+export const fileSize = (fd: number, path: string) =>
+  Effect.async<number, BackupIoError>((resume) =>
+    fs.fstat(fd, (err, st) => resume(err ? Effect.fail(new BackupIoError({ path, op: "fstat", message: err.message })) : Effect.succeed(st.size)))
   )
 
 /** The bytes of [start, end) (end = EOF when omitted), in pieces of at most 64 KiB. */

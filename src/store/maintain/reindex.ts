@@ -27,9 +27,8 @@ import { AppendRejected, ioError, type BackupExists, type BackupIndexError, type
 import { CHUNK_HEADER, crc32, gzipHeaderLength } from "../format/gzipMember.js"
 import { indexApply } from "../index/apply.js"
 import { indexError, inTransaction, openIndexDb, run, type Sql } from "../index/db.js"
-import { inflateMember, readExact, readRange } from "../format/memberReader.js"
+import { fileSize, inflateMember, readExact, readRange } from "../format/memberReader.js"
 import { walkChunk, type ChunkLine } from "../format/chunkLines.js"
-import { fileSize } from "../write/segmentWriter.js"
 import { newSha1, peekDigest, saveState, stateToHex } from "../format/sha1State.js"
 import { item } from "../../protocol/dlist/value.js"
 

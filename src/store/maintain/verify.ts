@@ -17,9 +17,8 @@ import { ioError, type BackupIndexError, type BackupIoError, type OpenError } fr
 import { crc32 } from "../format/gzipMember.js"
 import { indexQueries } from "../index/queries.js"
 import type { ChunkRow, MailboxRow, MessageRow, RecordRow } from "../index/rows.js"
-import { readRange } from "../format/memberReader.js"
+import { fileSize, readRange } from "../format/memberReader.js"
 import { walkChunk, type ChunkLine } from "../format/chunkLines.js"
-import { fileSize } from "../write/segmentWriter.js"
 import { newSha1, peekDigest, type Sha1 } from "../format/sha1State.js"
 
 /** One of Cyrus's verification checks. */

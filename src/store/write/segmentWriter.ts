@@ -137,8 +137,3 @@ export const truncateTo = (fd: number, path: string, length: number) =>
   Effect.async<void, BackupIoError>((resume) =>
     fs.ftruncate(fd, length, (err) => resume(err ? Effect.fail(new BackupIoError({ path, op: "ftruncate", message: err.message })) : Effect.void))
   )
-
-export const fileSize = (fd: number, path: string) =>
-  Effect.async<number, BackupIoError>((resume) =>
-    fs.fstat(fd, (err, st) => resume(err ? Effect.fail(new BackupIoError({ path, op: "fstat", message: err.message })) : Effect.succeed(st.size)))
-  )

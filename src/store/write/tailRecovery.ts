@@ -17,8 +17,8 @@ import { indexQueries } from "../index/queries.js"
 import type { ChunkRow } from "../index/rows.js"
 import { crc32, SEAL_LENGTH, sealBytes, TRAILER_LENGTH } from "../format/gzipMember.js"
 import { indexError, inTransaction, type Sql } from "../index/db.js"
-import { inflateMember, readExact, readRange } from "../format/memberReader.js"
-import { fileSize, syncData, truncateTo, writeRaw } from "./segmentWriter.js"
+import { fileSize, inflateMember, readExact, readRange } from "../format/memberReader.js"
+import { syncData, truncateTo, writeRaw } from "./segmentWriter.js"
 import { newSha1, peekDigest, saveState, stateFromHex, stateToHex, type Sha1 } from "../format/sha1State.js"
 
 export interface RecoveryReport {
