@@ -9,11 +9,10 @@
  * file` sends `dump` output to a file.
  */
 import fs from "node:fs"
-import { Effect, Option, Stream } from "effect"
+import { Effect, Either, Option, Stream } from "effect"
 import type { ConfigError, CyrusConfig } from "../config/index.js"
 import { BackupsDb, dataFileSize, type RecordRow } from "../store/index.js"
-import { EX_OK, EX_TEMPFAIL, EX_USAGE } from "../util/sysexits.js"
-import { versionLine } from "../util/version.js"
+import { EX_OK, EX_TEMPFAIL } from "../util/sysexits.js"
 import {
   CYRUSDB_NOTFOUND,
   errorMessage,
@@ -29,7 +28,7 @@ import { openErrorCode } from "./openErrors.js"
 import { lookupNamed, internalMboxname } from "./targets.js"
 import { openToolBackup, type ToolBackup } from "./ToolBackup.js"
 import { printer, writeBytes, type Printer, type ToolIo } from "./ToolIo.js"
-import { atoi, backupsDbLayer, configFailure, loadConfig, runTool } from "./toolRuntime.js"
+import { atoi, backupsDbLayer, configFailure, loadConfig, runTool, toolMain } from "./toolRuntime.js"
 import { cyrBackupUsage } from "./usageTexts.js"
 
 const PROGRAM = "cyr_backup"
@@ -467,15 +466,14 @@ const program = (args: CyrBackupArgs, io: ToolIo): Effect.Effect<number, ConfigE
   })
 
 /** Runs `cyr_backup` with `argv` (without the program name); resolves to the exit code. */
-export const runCyrBackup = (argv: ReadonlyArray<string>, io: ToolIo): Promise<number> => {
-  if (argv.length === 1 && argv[0] === "--version") {
-    io.stdout.write(versionLine(PROGRAM) + "\n")
-    return Promise.resolve(EX_OK)
-  }
-  const parsed = parseCyrBackupArgs(argv)
-  if ("usage" in parsed) {
-    io.stderr.write(parsed.usage + cyrBackupUsage(PROGRAM))
-    return Promise.resolve(EX_USAGE)
-  }
-  return runTool(PROGRAM, io, program(parsed, io), configFailure)
-}
+export const runCyrBackup = (argv: ReadonlyArray<string>, io: ToolIo): Promise<number> =>
+  toolMain(
+    PROGRAM,
+    argv,
+    io,
+    (a) => {
+      const parsed = parseCyrBackupArgs(a)
+      return "usage" in parsed ? Either.left(parsed.usage + cyrBackupUsage(PROGRAM)) : Either.right(parsed)
+    },
+    (args) => runTool(PROGRAM, io, program(args, io), configFailure)
+  )

@@ -5,11 +5,12 @@
  * a sysexits code in one place per program, and a defect never prints a stack trace.
  */
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
-import { Cause, Effect, Exit, Layer } from "effect"
+import { Cause, Effect, Either, Exit, Layer } from "effect"
 import { Config, DEFAULT_CONFIG_PATH, type ConfigError, type CyrusConfig } from "../config/index.js"
 import { Partitions } from "../partitions/index.js"
 import { BackupsDb } from "../store/index.js"
-import { EX_CONFIG, EX_SOFTWARE } from "../util/sysexits.js"
+import { EX_CONFIG, EX_OK, EX_SOFTWARE, EX_USAGE } from "../util/sysexits.js"
+import { versionLine } from "../util/version.js"
 import type { ToolIo } from "./ToolIo.js"
 
 /** How a tool run that failed ends: the line it prints on stderr and its exit code. */
@@ -39,6 +40,29 @@ export const atoi = (s: string): number => {
   if (m === null) return 0
   const n = Number.parseInt(m[1]!, 10)
   return Number.isFinite(n) ? n | 0 : 0
+}
+
+/**
+ * A tool's command line: `--version` alone prints the version (exit 0); one `parse` refuses
+ * (Left) prints the usage text it gives on stderr (exit 64); anything else is run.
+ */
+export const toolMain = <A>(
+  program: string,
+  argv: ReadonlyArray<string>,
+  io: ToolIo,
+  parse: (argv: ReadonlyArray<string>) => Either.Either<A, string>,
+  run: (args: A) => Promise<number>
+): Promise<number> => {
+  if (argv.length === 1 && argv[0] === "--version") {
+    io.stdout.write(versionLine(program) + "\n")
+    return Promise.resolve(EX_OK)
+  }
+  const parsed = parse(argv)
+  if (Either.isLeft(parsed)) {
+    io.stderr.write(parsed.left)
+    return Promise.resolve(EX_USAGE)
+  }
+  return run(parsed.right)
 }
 
 /**

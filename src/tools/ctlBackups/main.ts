@@ -12,15 +12,14 @@
  * printer.ts prints the results; this module runs the command over the named backups as the
  * C loop does.
  */
-import { Effect, Option } from "effect"
+import { Effect, Either, Option } from "effect"
 import { BackupsDb } from "../../store/index.js"
-import { EX_OK, EX_TEMPFAIL, EX_USAGE } from "../../util/sysexits.js"
-import { versionLine } from "../../util/version.js"
+import { EX_OK, EX_TEMPFAIL } from "../../util/sysexits.js"
 import { IMAP_IOERROR } from "../cFormat.js"
 import { progressBar } from "../Progress.js"
 import { listFromDb, lookupNamed, type Target } from "../targets.js"
 import { printer, type Printer, type ToolIo } from "../ToolIo.js"
-import { backupsDbLayer, configFailure, loadConfig, runTool, type ToolFailure } from "../toolRuntime.js"
+import { backupsDbLayer, configFailure, loadConfig, runTool, toolMain, type ToolFailure } from "../toolRuntime.js"
 import { ctlBackupsUsage } from "../usageTexts.js"
 import { parseCtlArgs, type CtlArgs } from "./args.js"
 import { compactOne } from "./compact.js"
@@ -180,15 +179,14 @@ const failure = (e: Failure): ToolFailure =>
   e._tag === "ConfigError" ? configFailure(e) : { exitCode: EX_TEMPFAIL, line: `${PROGRAM}: ${e.message}\n` }
 
 /** Runs `ctl_backups` with `argv` (without the program name); resolves to the exit code. */
-export const runCtlBackups = (argv: ReadonlyArray<string>, io: ToolIo): Promise<number> => {
-  if (argv.length === 1 && argv[0] === "--version") {
-    io.stdout.write(versionLine(PROGRAM) + "\n")
-    return Promise.resolve(EX_OK)
-  }
-  const parsed = parseCtlArgs(argv)
-  if ("usage" in parsed) {
-    io.stderr.write(ctlBackupsUsage(PROGRAM))
-    return Promise.resolve(EX_USAGE)
-  }
-  return runTool(PROGRAM, io, program(parsed, io), failure)
-}
+export const runCtlBackups = (argv: ReadonlyArray<string>, io: ToolIo): Promise<number> =>
+  toolMain(
+    PROGRAM,
+    argv,
+    io,
+    (a) => {
+      const parsed = parseCtlArgs(a)
+      return "usage" in parsed ? Either.left(ctlBackupsUsage(PROGRAM)) : Either.right(parsed)
+    },
+    (args) => runTool(PROGRAM, io, program(args, io), failure)
+  )
