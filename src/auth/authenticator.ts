@@ -3,7 +3,7 @@
  * and the identity of pre-authenticated (UNIX-socket) sessions.
  */
 import { Effect } from "effect"
-import { type Authorization, unixSocketIdentity } from "./authorization.js"
+import { type Authorization, unixSocketIdentity } from "./Authorization.js"
 import type { UnsupportedPwcheckMethod } from "./errors.js"
 import { type AuthStep, startExchange } from "./exchange.js"
 import { advertisedMechanisms, type MechanismName, saslBannerLine, type SaslConnection } from "./mechanisms.js"

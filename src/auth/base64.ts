@@ -8,7 +8,7 @@
  * group; 1..3 leftover characters without padding mean "incomplete" (libsasl returns
  * SASL_CONTINUE); the decoded length must stay below the caller's buffer size.
  */
-import type { SaslResult } from "./saslResult.js"
+import type { SaslResult } from "./SaslResult.js"
 
 /** saslserver.c's buffer: ((16K / 3) + 1) * 4 bytes. */
 export const SASL_BASE64_BUFFER = 21848

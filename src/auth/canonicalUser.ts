@@ -4,7 +4,7 @@
  * character set and lower-casing), then libsasl's built-in step (trim whitespace).
  */
 import type { AuthSettings } from "./settings.js"
-import { saslFailure, type SaslFailure } from "./saslResult.js"
+import { saslFailure, type SaslFailure } from "./SaslResult.js"
 
 /** libsasl's canonicalisation buffer size. */
 const CANON_BUF_SIZE = 1024

@@ -6,12 +6,12 @@
  * see `readErrorReply`).
  */
 import { Duration, Effect } from "effect"
-import { authorize } from "./authorization.js"
+import { authorize } from "./Authorization.js"
 import { decode64, encode64 } from "./base64.js"
 import { canonicalizeUser } from "./canonicalUser.js"
 import { candidateMechanisms, mechanismPermitted, type MechanismSpec, sameMechanism, type SaslConnection } from "./mechanisms.js"
 import type { PasswordCheckerShape } from "./passwordCheck.js"
-import { saslErrorText, saslFailure, type SaslFailure, type SaslResult } from "./saslResult.js"
+import { saslErrorText, saslFailure, type SaslFailure, type SaslResult } from "./SaslResult.js"
 import type { AuthSettings } from "./settings.js"
 
 export type AuthStep = Challenge | AuthSuccess | AuthFailure

@@ -3,7 +3,7 @@
  * three mechanisms we implement (PLAIN, LOGIN, EXTERNAL).
  */
 import type { AuthSettings } from "./settings.js"
-import type { SaslResult } from "./saslResult.js"
+import type { SaslResult } from "./SaslResult.js"
 
 export type MechanismName = "EXTERNAL" | "PLAIN" | "LOGIN"
 

@@ -7,7 +7,7 @@
 import { Effect } from "effect"
 import { UnsupportedPwcheckMethod } from "./errors.js"
 import { encodeSaslauthdRequest, saslauthdRoundTrip } from "./saslauthdClient.js"
-import { saslFailure, type SaslFailure } from "./saslResult.js"
+import { saslFailure, type SaslFailure } from "./SaslResult.js"
 import { type AuthSettings, DEFAULT_SASLAUTHD_PATH, SASL_SERVICE } from "./settings.js"
 
 /** `"OK"` or why not. Never fails: a broken verifier is a failed login (SASL_FAIL). */

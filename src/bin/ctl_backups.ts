@@ -1,5 +1,5 @@
-import { runCtlBackups } from "../tools/ctlBackups.js"
-import { processIo } from "../tools/toolIo.js"
+import { runCtlBackups } from "../tools/ctlBackups/main.js"
+import { processIo } from "../tools/ToolIo.js"
 
 runCtlBackups(process.argv.slice(2), processIo()).then((code) => {
   process.exitCode = code

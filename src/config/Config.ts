@@ -6,9 +6,9 @@ import { FileSystem } from "@effect/platform"
 import { Context, Effect, Either, Layer } from "effect"
 import { hostname } from "node:os"
 import { ConfigError } from "./ConfigError.js"
-import { readImapdConf, type ImapdConfEntries, type OpenConfFile } from "./ImapdConf.js"
+import { readImapdConf, type ImapdConfEntries, type OpenConfFile } from "./imapdConf.js"
 import { optionSpecs } from "./optionTable.js"
-import { decodeWith, durationFromString, parseDuration, type DurationUnit, type OptionValue } from "./OptionTypes.js"
+import { decodeWith, durationFromString, parseDuration, type DurationUnit, type OptionValue } from "./optionTypes.js"
 
 export const DEFAULT_CONFIG_PATH = "/etc/imapd.conf"
 /** The compiled-in Cyrus user of Debian's build, used when neither $CYRUS_USER nor cyrus_user is set. */

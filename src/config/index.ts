@@ -1,5 +1,5 @@
 export * from "./Config.js"
 export * from "./ConfigError.js"
-export * from "./ImapdConf.js"
-export * from "./OptionTypes.js"
+export * from "./imapdConf.js"
+export * from "./optionTypes.js"
 export { optionSpecs, type OptionKind, type OptionSpec } from "./optionTable.js"

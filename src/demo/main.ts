@@ -5,7 +5,8 @@
  *     accepted as given: `sasl_pwcheck_method: alwaystrue`, admin `admin`);
  *  2. listens on 127.0.0.1 and, inetd-style, runs our `bin/backupd -X` on the accepted socket;
  *  3. connects as a client, logs in with AUTHENTICATE PLAIN and replays the client side of a
- *     sync recorded from the real Cyrus sync_client (test/fixtures/transcripts), uncompressed;
+ *     sync recorded from the real Cyrus sync_client (the demo's own fixture, src/demo/fixtures),
+ *     uncompressed;
  *  4. prints what `ctl_backups list` shows: time of the last chunk, data file size, userid, path.
  */
 import { Effect, Layer, Option } from "effect"
@@ -15,14 +16,13 @@ import * as net from "node:net"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { Partitions } from "../partitions/index.js"
-import { openForRead } from "../store/backupReader.js"
-import { BackupsDb } from "../store/locate/index.js"
+import { BackupsDb, openForRead } from "../store/index.js"
 import { builtInConversation, clientStream } from "./replay.js"
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
 /** ./var/demo, or $CYB_DEMO_DIR (tests run the demo in a temp directory). */
 const VAR = process.env["CYB_DEMO_DIR"] ?? path.join(ROOT, "var", "demo")
-const RECORDING = path.join(ROOT, "test", "fixtures", "transcripts", "01_initial_allusers.backupd.log")
+const RECORDING = path.join(ROOT, "src", "demo", "fixtures", "initial-sync.backupd.log")
 
 class DemoError {
   readonly _tag = "DemoError"

@@ -19,19 +19,31 @@ export const EOF = -1
 /** The underlying source failed (socket error, inflate error, ...). */
 export class ByteSourceError extends Data.TaggedError("ByteSourceError")<{
   readonly cause: unknown
-}> {}
+}> {
+  override get message(): string {
+    return `input failed: ${this.cause instanceof Error ? this.cause.message : String(this.cause)}`
+  }
+}
 
 /** Input ended before an announced number of bytes had been read. */
 export class UnexpectedEof extends Data.TaggedError("UnexpectedEof")<{
   readonly position: number
   readonly missing: number
-}> {}
+}> {
+  override get message(): string {
+    return `input ended ${this.missing} bytes short, at byte ${this.position}`
+  }
+}
 
 /** A token exceeded the caller's limit (nothing past the limit is kept). */
 export class TokenTooLong extends Data.TaggedError("TokenTooLong")<{
   readonly position: number
   readonly limit: number
-}> {}
+}> {
+  override get message(): string {
+    return `token longer than ${this.limit} bytes at byte ${this.position}`
+  }
+}
 
 /**
  * One pull from the underlying source: the next non-empty-or-empty chunk, or `null` at

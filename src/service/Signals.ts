@@ -5,8 +5,7 @@
  * Node already ignores SIGPIPE.
  */
 import { Context, Deferred, Effect, Layer, Option } from "effect"
-
-export type StopReason = "terminate" | "hangup"
+import type { StopReason } from "../session/StopReason.js"
 
 export interface SignalsShape {
   /** Completes with the first stop request. */

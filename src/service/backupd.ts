@@ -12,22 +12,31 @@ import type { Socket as NetSocket } from "node:net"
 import type * as tls from "node:tls"
 import { hostname } from "node:os"
 import * as path from "node:path"
-import { makeAuthenticator, makeAuthenticatorWith, makeAuthSettings, saslFailure, type AuthenticatorShape } from "../auth/index.js"
-import { Config, renderConfigError, type CyrusConfig } from "../config/index.js"
+import {
+  makeAuthenticator,
+  makeAuthenticatorWith,
+  makeAuthSettings,
+  saslFailure,
+  type AuthenticatorShape,
+  type UnsupportedPwcheckMethod
+} from "../auth/index.js"
+import { Config, type ConfigError, type CyrusConfig } from "../config/index.js"
 import { makeBackupSet } from "../session/BackupSet.js"
 import { makeHandlers } from "../session/handlers.js"
-import { runSession, type SessionSettings } from "../session/Session.js"
-import { UserBackups, type UserBackupsShape } from "../store/UserBackups.js"
-import { userBackupsLayer } from "../store/userBackupsLive.js"
+import { runSession, type SessionSettings } from "../session/commandLoop.js"
+import type { StopReason } from "../session/StopReason.js"
+import { UserBackups, userBackupsLayer, type UnsupportedBackend, type UserBackupsShape } from "../store/index.js"
 import { logNotice, makeServiceLog, syslogIdent, withServiceLog, type ServiceLog } from "../telemetry/ServiceLog.js"
 import { telemetryOpener } from "../telemetry/TelemetryLog.js"
 import { EX_CONFIG, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE } from "../util/sysexits.js"
 import { packageVersion, versionLine } from "../util/version.js"
-import { fromSocket, fromStdio, stdinIsNetworkSocket, type Connection } from "./Connection.js"
-import { acceptLoop } from "./MasterService.js"
+import type { Connection } from "../transport/Connection.js"
+import { fromSocket, fromStdio, stdinIsNetworkSocket } from "./nodeConnection.js"
+import { TlsRequired, TlsSetupFailed } from "./errors.js"
+import { acceptLoop, type MasterServiceError } from "./masterService.js"
 import { parseServiceArgs, usageText, type ServiceArgs } from "./ServiceArgs.js"
 import { runDebugCommand } from "./debugCommand.js"
-import { Signals, type StopReason } from "./Signals.js"
+import { Signals } from "./Signals.js"
 import { loadTlsOptions } from "./tlsOptions.js"
 
 const PROGRAM = "backupd"
@@ -178,6 +187,25 @@ const programFiles = (): ReadonlyArray<string> => {
   return files
 }
 
+/** Why a run ended early: its configuration, its TLS or SASL setup, backups.db, or master's contract. */
+type BackupdFailure = ConfigError | TlsSetupFailed | TlsRequired | UnsupportedPwcheckMethod | UnsupportedBackend | MasterServiceError
+
+/** The one place a failed run becomes its exit code and its line on stderr. */
+const exitFor = (e: BackupdFailure): readonly [number, string] => {
+  switch (e._tag) {
+    case "ConfigError":
+    case "TlsSetupFailed":
+    case "TlsRequired":
+      return [EX_CONFIG, e.message]
+    case "UnsupportedPwcheckMethod":
+      return [EX_CONFIG, `sasl_pwcheck_method: ${e.method} is not supported; use saslauthd or alwaystrue`]
+    case "UnsupportedBackend":
+      return [EX_SOFTWARE, e.message]
+    case "MasterServiceError":
+      return [e.exitCode, e.message]
+  }
+}
+
 /** Runs backupd with `argv` (without node and script) and returns the process exit code. */
 export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
   const parsed = parseServiceArgs(argv)
@@ -220,12 +248,10 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
       process.umask(config.umask)
       if (args.debugCommand) yield* runDebugCommand(config.debugCommand, process.argv[1] ?? PROGRAM, service, log.info)
       // Read once: a later change of the files cannot break a connection (see tlsOptions.ts).
-      const tlsOptions = yield* loadTlsOptions(config).pipe(
-        Effect.mapError((e) => ({ exit: EX_CONFIG, message: `TLS setup failed: ${e.message}` }))
-      )
+      const tlsOptions = yield* loadTlsOptions(config).pipe(Effect.mapError((e) => new TlsSetupFailed({ reason: e.message })))
       if (args.tlsWrapped && tlsOptions === undefined) {
         yield* Effect.logError("Fatal error: imaps: required OpenSSL options not present")
-        return yield* Effect.fail({ exit: EX_CONFIG, message: "imaps: required OpenSSL options not present" })
+        return yield* new TlsRequired()
       }
       const authSettings = authSettingsFrom(config, args)
       const stdioIsPipe = args.stdio && !stdinIsNetworkSocket()
@@ -234,7 +260,7 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
           // A session on a pipe is pre-authenticated and never checks a password.
           stdioIsPipe
             ? Effect.succeed(makeAuthenticatorWith(authSettings, { check: () => Effect.succeed(saslFailure("NOUSER", "no password check configured")) }))
-            : Effect.fail({ exit: EX_CONFIG, message: `sasl_pwcheck_method: ${e.method ?? "(unset)"} is not supported; use saslauthd or alwaystrue` })
+            : Effect.fail(e)
         )
       )
       const backups = yield* UserBackups
@@ -262,7 +288,7 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
       return yield* acceptLoop(
         { maxUses: args.maxUses, reuseTimeout: args.reuseTimeout, lockPath, programFiles: programFiles(), log: log.error },
         (socket: NetSocket) => serveConnection(fromSocket(socket), env)
-      ).pipe(Effect.mapError((e) => ({ exit: e.exitCode, message: e.message })))
+      )
     }).pipe(withServiceLog(log, { debug: config.debug }))
 
   const program = Effect.gen(function* () {
@@ -290,13 +316,9 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
     if (Exit.isSuccess(exit)) return exit.value
     const failure = Cause.failureOption(exit.cause)
     if (failure._tag === "Some") {
-      const e = failure.value as { _tag?: string; exit?: number; message?: string }
-      if (e._tag === "ConfigError") {
-        process.stderr.write(`${PROGRAM}: ${renderConfigError(e as never)}\n`)
-        return EX_CONFIG
-      }
-      process.stderr.write(`${PROGRAM}: ${e.message ?? String(e)}\n`)
-      return e.exit ?? EX_SOFTWARE
+      const [code, line] = exitFor(failure.value)
+      process.stderr.write(`${PROGRAM}: ${line}\n`)
+      return code
     }
     process.stderr.write(`${PROGRAM}: internal error: ${Cause.pretty(exit.cause).split("\n")[0]}\n`)
     return EX_SOFTWARE

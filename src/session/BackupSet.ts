@@ -13,8 +13,7 @@ import { Effect, Exit, Option, Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { File } from "../protocol/dlist/value.js"
-import type { BackupWriter } from "../store/backupWriter.js"
-import type { UserBackupsShape, UserBackupOpenError } from "../store/UserBackups.js"
+import type { BackupWriter, UserBackupOpenError, UserBackupsShape } from "../store/index.js"
 
 export interface OpenBackup {
   /** backups.db key: a userid or `%SHARED`. */

@@ -12,7 +12,11 @@ import { ApplyReply } from "./replies.js"
 export class Refused extends Data.TaggedError("Refused")<{
   readonly code: "protocol" | "bad-parameters" | "nonexistent"
   readonly detail: string
-}> {}
+}> {
+  override get message(): string {
+    return `${this.code}: ${this.detail}`
+  }
+}
 
 export type CommandFailure =
   | Refused

@@ -10,7 +10,7 @@
  *   old user; the old user's backup records the mailbox as gone (UNMAILBOX), and sync_client's
  *   normal follow-up sync (it restarts the user after any rename) fills the new owner's backup.
  * - G2: a RENAME is recorded together with a MAILBOX line describing the moved mailbox under its
- *   new name (src/store/renameLines.ts), so the backup passes Cyrus's verify and ours even when
+ *   new name (src/store/write/renameLines.ts), so the backup passes Cyrus's verify and ours even when
  *   the sync ends before sync_client sends that mailbox.
  * - G14: GET never creates a backup.
  * - G6: UNUSER (sync_client sends it for a user that no longer exists on the source: deleted,
@@ -25,14 +25,14 @@ import { Effect, Either, Option } from "effect"
 import * as fs from "node:fs"
 import { SHARED_KEY, backupKeyOfMboxname, canonicalUserid, useridOfMboxname, type NamingOptions } from "../protocol/mboxname.js"
 import { atom, item, kvlist, list, type File, type Item } from "../protocol/dlist/value.js"
-import { renameLines } from "../store/renameLines.js"
+import { renameLines } from "../store/index.js"
 import type { ServiceLog } from "../telemetry/ServiceLog.js"
 import { Refused, replyFor, type CommandFailure } from "./answers.js"
 import type { BackupSet, OpenBackup } from "./BackupSet.js"
 import { decodeApply, decodeGet, type ApplyCommand, type GetCommand } from "./commands.js"
 import { ApplyReply } from "./replies.js"
 import { lsubLine, mailboxLine, missingLine, seenLine, sieveLines } from "./responses.js"
-import type { CommandHandlers } from "./Session.js"
+import type { CommandHandlers } from "./commandLoop.js"
 
 export interface HandlerDeps {
   readonly backups: BackupSet

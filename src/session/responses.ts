@@ -5,8 +5,7 @@
 import { Effect } from "effect"
 import { printItem } from "../protocol/dlist/print.js"
 import { atom, item, kvlist, list, num, type Dlist } from "../protocol/dlist/value.js"
-import type { MailboxWithRecords, SeenRow, SieveRow, SubscriptionRow } from "../store/backupReader.js"
-import { mailboxDlist } from "../store/mailboxDlist.js"
+import { mailboxDlist, type MailboxWithRecords, type SeenRow, type SieveRow, type SubscriptionRow } from "../store/index.js"
 
 /** `MAILBOX %(...)`, with RECORD when asked for (GET FULLMAILBOX). */
 export const mailboxLine = (m: MailboxWithRecords, withRecords: boolean): Effect.Effect<string> =>

@@ -11,7 +11,7 @@ import fs from "node:fs"
 import nodePath from "node:path"
 import { Effect, ExecutionStrategy, Exit, Option, Schedule, Scope } from "effect"
 import { fcntlLock } from "../util/fcntlLock.js"
-import { BackupExists, BackupIoError, BackupLocked, BackupNotFound } from "./errors.js"
+import { BackupExists, BackupIoError, BackupLocked, BackupNotFound, ioError } from "./errors.js"
 
 export interface LockedDataFile {
   readonly path: string
@@ -32,9 +32,6 @@ const held = new Set<string>()
 
 /** True while this process holds the lock of the data file at `path`. */
 export const isHeldInProcess = (path: string): boolean => held.has(nodePath.resolve(path))
-
-const ioError = (path: string, op: string) => (e: unknown) =>
-  new BackupIoError({ path, op, message: (e as Error).message ?? String(e) })
 
 const openFd = (path: string, opts: LockOptions) =>
   Effect.async<number, BackupNotFound | BackupExists | BackupIoError>((resume) => {

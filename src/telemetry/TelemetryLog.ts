@@ -10,7 +10,7 @@ import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { Connection } from "../service/Connection.js"
+import type { Connection } from "../transport/Connection.js"
 
 export interface TelemetryLog {
   /** The file written to. */

@@ -9,11 +9,10 @@
  * file` sends `dump` output to a file.
  */
 import fs from "node:fs"
-import { Effect, Option, Stream } from "effect"
-import type { CyrusConfig } from "../config/index.js"
-import { BackupsDb } from "../store/locate/index.js"
-import { EX_OK, EX_TEMPFAIL, EX_USAGE } from "../util/sysexits.js"
-import { versionLine } from "../util/version.js"
+import { Effect, Either, Option, Stream } from "effect"
+import type { ConfigError, CyrusConfig } from "../config/index.js"
+import { BackupsDb, dataFileSize, type RecordRow } from "../store/index.js"
+import { EX_OK, EX_TEMPFAIL } from "../util/sysexits.js"
 import {
   CYRUSDB_NOTFOUND,
   errorMessage,
@@ -27,9 +26,9 @@ import { getopt } from "./getopt.js"
 import { JObject, jreal, jsonDump, jstring, type JValue } from "./jansson.js"
 import { openErrorCode } from "./openErrors.js"
 import { lookupNamed, internalMboxname } from "./targets.js"
-import { cyrusQueries, dataFileSize, openToolBackup, type ToolBackup } from "./toolBackup.js"
-import { printer, writeBytes, type Printer, type ToolIo } from "./toolIo.js"
-import { atoi, backupsDbLayer, loadConfig, runTool, ToolExit } from "./toolRuntime.js"
+import { openToolBackup, type ToolBackup } from "./ToolBackup.js"
+import { printer, writeBytes, type Printer, type ToolIo } from "./ToolIo.js"
+import { atoi, backupsDbLayer, configFailure, loadConfig, runTool, toolMain } from "./toolRuntime.js"
 import { cyrBackupUsage } from "./usageTexts.js"
 
 const PROGRAM = "cyr_backup"
@@ -166,6 +165,9 @@ interface Ctx {
   readonly dumpTo: NodeJS.WritableStream
 }
 
+/** A record's UID as the C tool reads it (`sqlite3_column_int`: the low 32 bits, signed). */
+const cUid = (r: RecordRow): number => r.uid | 0
+
 const ratioOf = (chunks: ReadonlyArray<{ offset: number; length: number | null }>, i: number, size: number) => {
   const c = chunks[i]!
   const end = i + 1 < chunks.length ? chunks[i + 1]!.offset : size
@@ -175,7 +177,7 @@ const ratioOf = (chunks: ReadonlyArray<{ offset: number; length: number | null }
 const listChunks = ({ b, p }: Ctx) =>
   Effect.gen(function*() {
     const size = yield* dataFileSize(b)
-    const chunks = yield* cyrusQueries(b).chunks
+    const chunks = yield* b.queries.chunks
     let text = "     id offset\tlength\tratio%\tstart time           end time\n"
     chunks.forEach((c, i) => {
       text += `${String(c.id).padStart(7)} ${c.offset}\t${c.length ?? 0}\t${fixed6_1(ratioOf(chunks, i, size))}\t${localTime(c.tsStart)}  ${localTime(c.tsEnd ?? 0)}\n`
@@ -186,7 +188,7 @@ const listChunks = ({ b, p }: Ctx) =>
 
 const listMailboxes = ({ b, p }: Ctx) =>
   Effect.gen(function*() {
-    const mailboxes = yield* cyrusQueries(b).mailboxes
+    const mailboxes = yield* b.queries.mailboxes
     let text = `${"uniqueid".padEnd(36)}  ${"last append date".padEnd(19)}  mboxname\n`
     for (const m of mailboxes) text += `${m.uniqueid}  ${localTime(m.lastAppenddate)}  ${m.mboxname}\n`
     yield* p.out(text)
@@ -195,7 +197,7 @@ const listMailboxes = ({ b, p }: Ctx) =>
 
 const listMessages = ({ b, p }: Ctx) =>
   Effect.gen(function*() {
-    const messages = yield* cyrusQueries(b).messages
+    const messages = yield* b.queries.messages
     yield* p.out(messages.map((m) => `${m.guid}\n`).join(""))
     return 0
   })
@@ -214,7 +216,7 @@ const listAll = (ctx: Ctx) =>
 /** Our addition: the index row of each chunk named. */
 const showChunks = ({ b, p, args }: Ctx) =>
   Effect.gen(function*() {
-    const q = cyrusQueries(b)
+    const q = b.queries
     const size = yield* dataFileSize(b)
     const chunks = yield* q.chunks
     for (const arg of args) {
@@ -231,15 +233,15 @@ const showChunks = ({ b, p, args }: Ctx) =>
 
 const showMailboxes = ({ b, p, config, args }: Ctx) =>
   Effect.gen(function*() {
-    const q = cyrusQueries(b)
+    const q = b.queries
     for (const arg of args) {
       const mailbox = (yield* q.mailboxByUniqueid(arg)) ?? (yield* q.mailboxByName(internalMboxname(config, arg)))
       if (mailbox === undefined) continue
       let text = `mboxname: ${mailbox.mboxname}\nuniqueid: ${mailbox.uniqueid}\n`
       if (mailbox.deleted) text += `deleted:  ${localTime(mailbox.deleted)}\n`
       text += "messages:\n       uid  expunged time        guid\n"
-      for (const r of yield* q.records(mailbox.id)) {
-        text += `${String(r.uid).padStart(10)}  ${r.expunged ? localTime(r.expunged) : " ".repeat(19)}  ${r.guid}\n`
+      for (const r of yield* q.recordsInTableOrder(mailbox.id)) {
+        text += `${String(cUid(r)).padStart(10)}  ${r.expunged ? localTime(r.expunged) : " ".repeat(19)}  ${r.guid}\n`
       }
       yield* p.out(text + "\n")
     }
@@ -254,7 +256,7 @@ const messageData = (b: ToolBackup, guid: string) =>
 
 const showMessages = ({ b, p, args }: Ctx) =>
   Effect.gen(function*() {
-    const q = cyrusQueries(b)
+    const q = b.queries
     for (const arg of args) {
       const guid = decodeGuid(arg)
       if (guid === undefined) continue
@@ -283,7 +285,7 @@ const dumpChunk = ({ b, args, dumpTo }: Ctx) =>
   Effect.gen(function*() {
     const id = atoi(args[0]!)
     if (id <= 0) return -1
-    const chunk = yield* cyrusQueries(b).chunkById(id)
+    const chunk = yield* b.queries.chunkById(id)
     if (chunk === undefined) return IMAP_NOTFOUND
     // The C tool writes the data in 8 KiB reads with fputs, so each piece ends at a NUL.
     let carry = Buffer.alloc(0)
@@ -304,7 +306,7 @@ const dumpMessage = ({ b, args, dumpTo }: Ctx) =>
   Effect.gen(function*() {
     const guid = decodeGuid(args[0]!)
     if (guid === undefined) return IMAP_NOTFOUND
-    const message = yield* cyrusQueries(b).messageByGuid(guid)
+    const message = yield* b.queries.messageByGuid(guid)
     if (message === undefined) return IMAP_NOTFOUND
     let stopped = false
     yield* Stream.runForEach(
@@ -325,7 +327,7 @@ const printJson = (p: Printer, v: JValue) => p.outUtf8(jsonDump(v) + "\n")
 const jsonChunks = ({ b, p }: Ctx) =>
   Effect.gen(function*() {
     const size = yield* dataFileSize(b)
-    const chunks = yield* cyrusQueries(b).chunks
+    const chunks = yield* b.queries.chunks
     const out = chunks.map((c, i) =>
       new JObject()
         .set("id", c.id)
@@ -341,18 +343,18 @@ const jsonChunks = ({ b, p }: Ctx) =>
 
 const jsonMailboxes = ({ b, p }: Ctx) =>
   Effect.gen(function*() {
-    const q = cyrusQueries(b)
+    const q = b.queries
     const out: Array<JValue> = []
     for (const m of yield* q.mailboxes) {
       const o = new JObject()
         .set("uniqueid", jstring(m.uniqueid))
         .set("mboxname", jstring(m.mboxname))
         .set("last_appenddate", localTime(m.lastAppenddate))
-      const records = yield* q.records(m.id)
+      const records = yield* q.recordsInTableOrder(m.id)
       if (records.length > 0) {
         o.set(
           "messages",
-          records.map((r) => new JObject().set("uid", r.uid).set("guid", r.guid).set("expunged", r.expunged ? localTime(r.expunged) : undefined))
+          records.map((r) => new JObject().set("uid", cUid(r)).set("guid", r.guid).set("expunged", r.expunged ? localTime(r.expunged) : undefined))
         )
       }
       out.push(o)
@@ -363,7 +365,7 @@ const jsonMailboxes = ({ b, p }: Ctx) =>
 
 const jsonMessages = ({ b, p }: Ctx) =>
   Effect.gen(function*() {
-    const q = cyrusQueries(b)
+    const q = b.queries
     const out: Array<JValue> = []
     for (const m of yield* q.messages) {
       const o = new JObject().set("guid", m.guid)
@@ -379,7 +381,7 @@ const jsonMessages = ({ b, p }: Ctx) =>
 
 const jsonHeaders = ({ b, p, args }: Ctx) =>
   Effect.gen(function*() {
-    const q = cyrusQueries(b)
+    const q = b.queries
     const out = new JObject()
     for (const arg of args) {
       const guid = decodeGuid(arg)
@@ -418,7 +420,7 @@ const openOutFile = (path: string) =>
       })
   )
 
-const program = (args: CyrBackupArgs, io: ToolIo): Effect.Effect<number, ToolExit> =>
+const program = (args: CyrBackupArgs, io: ToolIo): Effect.Effect<number, ConfigError> =>
   Effect.gen(function*() {
     const p = printer(io)
     const config = yield* loadConfig(PROGRAM, args.altConfig, io)
@@ -464,15 +466,14 @@ const program = (args: CyrBackupArgs, io: ToolIo): Effect.Effect<number, ToolExi
   })
 
 /** Runs `cyr_backup` with `argv` (without the program name); resolves to the exit code. */
-export const runCyrBackup = (argv: ReadonlyArray<string>, io: ToolIo): Promise<number> => {
-  if (argv.length === 1 && argv[0] === "--version") {
-    io.stdout.write(versionLine(PROGRAM) + "\n")
-    return Promise.resolve(EX_OK)
-  }
-  const parsed = parseCyrBackupArgs(argv)
-  if ("usage" in parsed) {
-    io.stderr.write(parsed.usage + cyrBackupUsage(PROGRAM))
-    return Promise.resolve(EX_USAGE)
-  }
-  return runTool(PROGRAM, io, program(parsed, io))
-}
+export const runCyrBackup = (argv: ReadonlyArray<string>, io: ToolIo): Promise<number> =>
+  toolMain(
+    PROGRAM,
+    argv,
+    io,
+    (a) => {
+      const parsed = parseCyrBackupArgs(a)
+      return "usage" in parsed ? Either.left(parsed.usage + cyrBackupUsage(PROGRAM)) : Either.right(parsed)
+    },
+    (args) => runTool(PROGRAM, io, program(args, io), configFailure)
+  )

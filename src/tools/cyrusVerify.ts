@@ -8,9 +8,9 @@
  * for are returned as `diagnostics` (the tools put them on stderr).
  */
 import { Effect } from "effect"
-import { verifyBackup, type VerifyCheck, type VerifyProblem } from "../store/verify.js"
+import { verifyBackup, type VerifyCheck, type VerifyProblem } from "../store/index.js"
 import { IMAP_IOERROR, strncmpCode } from "./cFormat.js"
-import { cyrusQueries, type ToolBackup } from "./toolBackup.js"
+import type { ToolBackup } from "./ToolBackup.js"
 
 export interface CyrusVerifyResult {
   /** 0 when it passed; otherwise a Cyrus-style return code. */
@@ -86,9 +86,9 @@ const SUBSTEPS = ["  checking file checksum...", "  checking data length", "  ch
 /** Verifies `b` at the C tools' QUICK (last chunk's checksums) or FULL level. */
 export const cyrusVerify = (b: ToolBackup, level: "quick" | "full", verbose: number): Effect.Effect<CyrusVerifyResult> =>
   Effect.gen(function*() {
-    const chunks = yield* cyrusQueries(b).chunks
+    const chunks = yield* b.queries.chunks
     if (chunks.length === 0) return { code: 0, output: "", diagnostics: [] }
-    const report = yield* verifyBackup(b.file, b.sql, b.indexPath, level)
+    const report = yield* verifyBackup(b, level)
     const out: Array<string> = []
     const diagnostics: Array<string> = []
     const steps: ReadonlyArray<Step> = level === "quick" ? ["checksums"] : ["checksums", "messages", "mailbox links"]

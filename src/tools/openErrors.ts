@@ -1,5 +1,5 @@
 /** The Cyrus return code a failed open of a backup corresponds to (`backup_real_open`). */
-import type { OpenError } from "../store/errors.js"
+import type { OpenError } from "../store/index.js"
 import {
   IMAP_INTERNAL,
   IMAP_IOERROR,

@@ -7,7 +7,7 @@
 import { Effect, Option } from "effect"
 import type { CyrusConfig } from "../config/Config.js"
 import { canonicalUserid, useridOfMboxname, SHARED_KEY, type NamingOptions } from "../protocol/mboxname.js"
-import type { BackupsDbError, BackupsDbService } from "../store/locate/BackupsDb.js"
+import type { BackupsDbError, BackupsDbService } from "../store/index.js"
 
 export type TargetMode = "all" | "domain" | "prefix" | "file" | "mboxname" | "userid"
 

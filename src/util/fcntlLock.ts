@@ -10,7 +10,11 @@
 import { Data, Effect } from "effect"
 import fsExt from "fs-ext"
 
-export class LockBusy extends Data.TaggedError("LockBusy")<{ readonly fd: number }> {}
+export class LockBusy extends Data.TaggedError("LockBusy")<{ readonly fd: number }> {
+  override get message(): string {
+    return `fd ${this.fd}: locked by another process`
+  }
+}
 export class LockFailed extends Data.TaggedError("LockFailed")<{ readonly fd: number; readonly message: string }> {}
 
 type Kind = "read" | "write" | "unlock"

@@ -4,7 +4,7 @@ import { makeAuthenticator } from "../../src/auth/authenticator.js"
 import { startExchange } from "../../src/auth/exchange.js"
 import { tcpConnection } from "../../src/auth/mechanisms.js"
 import type { PasswordCheckerShape } from "../../src/auth/passwordCheck.js"
-import { saslFailure } from "../../src/auth/saslResult.js"
+import { saslFailure } from "../../src/auth/SaslResult.js"
 import type { AuthSettings } from "../../src/auth/settings.js"
 import { b64, play, testSettings } from "./support.js"
 

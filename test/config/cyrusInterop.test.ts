@@ -6,33 +6,22 @@ import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import { spawnSync } from "node:child_process"
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { chownSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll } from "vitest"
 import { Config, type CyrusConfig } from "../../src/config/Config.js"
 import { optionSpecs, type OptionSpec } from "../../src/config/optionTable.js"
+import { cyrusIds, cyrusProgram, cyrusToolsSkipReason, tempDir, warnSkipping } from "../support/cyrus.js"
 
-const CYR_INFO = "/usr/lib/cyrus/bin/cyr_info"
-const isRoot = process.getuid?.() === 0
-const haveCyrus = existsSync(CYR_INFO) && isRoot
-if (!haveCyrus) {
-  console.warn(
-    `SKIPPING Cyrus interop tests for the config reader: ${existsSync(CYR_INFO) ? "not running as root (needed for setpriv)" : `${CYR_INFO} is not installed`}`
-  )
-}
-
-const cyrusIds = (): { uid: number; gid: number } => {
-  const out = spawnSync("id", ["cyrus"], { encoding: "utf8" }).stdout
-  const uid = Number(/uid=(\d+)/.exec(out)?.[1])
-  const gid = Number(/gid=(\d+)/.exec(out)?.[1])
-  return { uid, gid }
-}
+const CYR_INFO = cyrusProgram("cyr_info")
+const skipReason = cyrusToolsSkipReason(["cyr_info"])
+const haveCyrus = skipReason === undefined
+warnSkipping("Cyrus interop tests for the config reader", skipReason)
 
 describe.skipIf(!haveCyrus)("agreement with Cyrus 3.6.1 cyr_info", () => {
-  const dir = mkdtempSync("/tmp/cyb-config-interop-")
-  chmodSync(dir, 0o755)
+  const dir = tempDir("cyb-config-interop")
   afterAll(() => rmSync(dir, { recursive: true, force: true }))
-  const { uid, gid } = haveCyrus ? cyrusIds() : { uid: 0, gid: 0 }
+  const { uid, gid } = cyrusIds() ?? { uid: 0, gid: 0 }
   let counter = 0
 
   const writeConf = (name: string, text: string): string => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, FastCheck as fc } from "effect"
 import { ConfigError } from "../../src/config/ConfigError.js"
-import { logicalLines } from "../../src/config/ImapdConf.js"
+import { logicalLines } from "../../src/config/imapdConf.js"
 import { BASE, failLine, fails, ok, parse } from "./support.js"
 
 describe("lines", () => {

@@ -11,7 +11,7 @@ import {
   parseDuration,
   parseSwitch,
   SwitchFromString
-} from "../../src/config/OptionTypes.js"
+} from "../../src/config/optionTypes.js"
 
 describe("switch values", () => {
   it.each([

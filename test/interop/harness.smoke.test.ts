@@ -29,7 +29,7 @@ import {
   USER_PASSWORD,
   warnIfNoCyrus,
   writeCyrusFile
-} from "./support/index.js"
+} from "../harness/index.js"
 
 // Pure part of the harness: runs everywhere, Cyrus or not.
 describe("interop harness mail generator", () => {

@@ -20,7 +20,7 @@ import {
   startBackupServer,
   startSource,
   warnIfNoCyrus
-} from "./support/index.js"
+} from "../harness/index.js"
 import { ensureBuilt } from "../service/support/fakeMaster.js"
 
 const cyrusPresent = haveCyrus()

@@ -22,7 +22,7 @@ import {
   startBackupServer,
   startSource,
   warnIfNoCyrus
-} from "./support/index.js"
+} from "../harness/index.js"
 import { ensureBuilt } from "../service/support/fakeMaster.js"
 import { MASTER_COMPLAINTS } from "../service/support/masterLog.js"
 

@@ -22,7 +22,6 @@ import {
   ADMIN_PASSWORD,
   ADMIN_USER,
   adminName,
-  adminSession,
   backupFilesOf,
   backupFootprint,
   csyncSession,
@@ -45,7 +44,6 @@ import {
   startRestoreTarget,
   startSaslauthd,
   startSource,
-  syncOk as syncOkOn,
   unreferencedMessages,
   USER_PASSWORD,
   warnIfNoCyrus,
@@ -54,7 +52,8 @@ import {
   type MailboxContents,
   type SourceInstance,
   type UserSnapshot
-} from "./support/index.js"
+} from "../harness/index.js"
+import { adminSession, syncOk as syncOkOn } from "../harness/steps.js"
 
 const OUR_BACKUPD = path.resolve("bin/backupd")
 const BUILT = existsSync(path.resolve("dist/bin/backupd.js"))

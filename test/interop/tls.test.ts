@@ -24,7 +24,7 @@ import {
   startSource,
   warnIfNoCyrus,
   writeCyrusFile
-} from "./support/index.js"
+} from "../harness/index.js"
 import { ensureBuilt, haveOpenssl, makeCertificate } from "../service/support/fakeMaster.js"
 import { MASTER_COMPLAINTS } from "../service/support/masterLog.js"
 

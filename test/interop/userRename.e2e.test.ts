@@ -19,7 +19,6 @@ import {
   ADMIN_PASSWORD,
   ADMIN_USER,
   adminName,
-  adminSession,
   backupFilesOf,
   cyrBackupListing,
   expectedContents,
@@ -34,11 +33,11 @@ import {
   startBackupServer,
   startRestoreTarget,
   startSource,
-  syncOk as syncOkOn,
   USER_PASSWORD,
   warnIfNoCyrus,
   type UserSnapshot
-} from "./support/index.js"
+} from "../harness/index.js"
+import { adminSession, syncOk as syncOkOn } from "../harness/steps.js"
 
 const OUR_BACKUPD = path.resolve("bin/backupd")
 const BUILT = existsSync(path.resolve("dist/bin/backupd.js"))

@@ -52,7 +52,7 @@ const checkLines = (
       expect(yield* reader.readByte).toBe(LF)
       const original = input.subarray(start, end)
       let printed: Buffer
-      if (options.files?._tag === "Stage") {
+      if (options.files !== undefined && "_tag" in options.files && options.files._tag === "Stage") {
         const chunks = yield* Stream.runCollect(printItemStream(parsed.item))
         printed = Buffer.concat(Chunk.toReadonlyArray(chunks))
       } else {

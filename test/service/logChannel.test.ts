@@ -18,7 +18,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { Effect } from "effect"
 import { afterEach, describe, expect, it } from "vitest"
-import { verifyFile } from "../../src/store/verify.js"
+import { verifyFile } from "../../src/store/index.js"
 
 const backupd = path.resolve(__dirname, "../../bin/backupd")
 const havePrlimit = spawnSync("prlimit", ["--version"]).status === 0

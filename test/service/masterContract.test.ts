@@ -8,7 +8,7 @@ import * as fs from "node:fs"
 import { endianness } from "node:os"
 import * as path from "node:path"
 import { spawnSync } from "node:child_process"
-import { MasterStatus, statusMessage } from "../../src/service/MasterService.js"
+import { MasterStatus, statusMessage } from "../../src/service/masterService.js"
 import { formatDebugCommand } from "../../src/service/debugCommand.js"
 import {
   BACKUPD,

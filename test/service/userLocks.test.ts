@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { Effect, Option } from "effect"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
-import { openForRead } from "../../src/store/backupReader.js"
+import { openForRead } from "../../src/store/index.js"
 import { isHeldInProcess } from "../../src/store/dataFileLock.js"
 import { dataFiles, makeInProcessServer, makeServerRoot, type InProcessServer } from "../conformance/support/inProcess.js"
 

@@ -11,10 +11,11 @@ import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Exit, Scope, Stream } from "effect"
 import { atom, item, kvlist, list, type File, type Item } from "../../src/protocol/dlist/value.js"
-import { openForRead } from "../../src/store/backupReader.js"
-import { openForAppend } from "../../src/store/backupWriter.js"
-import { reindexFile } from "../../src/store/reindex.js"
-import { checkChunks, tableRows, tempDir } from "./support.js"
+import { openForRead } from "../../src/store/read/BackupReader.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
+import { reindexFile } from "../../src/store/maintain/reindex.js"
+import { checkChunks, tableRows } from "./support.js"
+import { tempDir } from "../support/cyrus.js"
 
 const sub = (name: string): Item => item("SUB", kvlist([["USERID", atom("t")], ["MBOXNAME", atom(name)]]))
 const sha1 = (b: Uint8Array) => createHash("sha1").update(b).digest("hex")

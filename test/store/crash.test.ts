@@ -13,17 +13,18 @@ import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { openForAppend } from "../../src/store/backupWriter.js"
-import { verifyFile } from "../../src/store/verify.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
+import { verifyFile } from "../../src/store/maintain/verify.js"
 import { bundleEntry, lcg as prng } from "../support/bundle.js"
 import { crashGuid } from "./support/crashSteps.js"
-import { chownForCyrus, cyrusConf, haveCyrus, runCyrus, tempDir, warnNoCyrus } from "./support.js"
+import { cyrusConf } from "./support.js"
+import { chownForCyrus, haveCyrusTools, runCyrusTool, tempDir, warnNoCyrusTools } from "../support/cyrus.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.join(here, "..", "..")
 const TRIALS = Number(process.env["CRASH_TRIALS"] ?? 50)
 
-warnNoCyrus("the ctl_backups verify step of the crash trials (our own recovery and verify still run)")
+warnNoCyrusTools("the ctl_backups verify step of the crash trials (our own recovery and verify still run)")
 
 /** The child script bundled (test/support/bundle.ts): it reaches its first append about 3x sooner. */
 const buildChild = (): Promise<string> => bundleEntry(path.join("test", "store", "support", "crashAppender.ts"), "crashAppender")
@@ -72,7 +73,7 @@ describe("crash trials", () => {
 const runTrials = (child: string) =>
     Effect.gen(function*() {
       const dir = tempDir("crash")
-      const conf = haveCyrus ? cyrusConf(dir) : undefined
+      const conf = haveCyrusTools ? cyrusConf(dir) : undefined
       const staging = path.join(dir, "staging")
       fs.mkdirSync(staging, { recursive: true })
       const data = path.join(dir, "backups", "crash")
@@ -122,7 +123,7 @@ const runTrials = (child: string) =>
         expect(v.problems, where).toEqual([])
         if (conf !== undefined) {
           chownForCyrus(dir)
-          const c = yield* Effect.promise(() => runCyrus("ctl_backups", ["-C", conf, "-F", "-f", "verify", data]))
+          const c = yield* Effect.promise(() => runCyrusTool("ctl_backups", ["-C", conf, "-F", "-f", "verify", data]))
           expect(c.code, `${where}: ${c.stdout}${c.stderr}`).toBe(0)
         }
       }

@@ -7,7 +7,7 @@ import path from "node:path"
 import { createHash } from "node:crypto"
 import { Effect } from "effect"
 import { atom, item, kvlist, list, type File } from "../../src/protocol/dlist/value.js"
-import { openForAppend } from "../../src/store/backupWriter.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
 
 const [data, stagingDir, startText] = process.argv.slice(2) as [string, string, string]
 const start = Number(startText)

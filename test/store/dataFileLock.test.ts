@@ -11,7 +11,7 @@ import path from "node:path"
 import { Effect, Exit, Fiber, Scope } from "effect"
 import { afterEach, describe, expect, it, vi } from "vitest"
 import { lockDataFile } from "../../src/store/dataFileLock.js"
-import { tempDir } from "./support.js"
+import { tempDir } from "../support/cyrus.js"
 
 const ROOT = path.resolve(__dirname, "..", "..")
 

@@ -7,8 +7,9 @@ import fs from "node:fs"
 import path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Stream } from "effect"
-import { openForRead } from "../../src/store/backupReader.js"
-import { copyGolden, FIXTURES, goldenChunks, tempDir } from "./support.js"
+import { openForRead } from "../../src/store/read/BackupReader.js"
+import { copyGolden, FIXTURES, goldenChunks } from "./support.js"
+import { tempDir } from "../support/cyrus.js"
 
 const listing = fs.readFileSync(path.join(FIXTURES, "alice.cyr_backup_list_all.txt"), "latin1").split("\n")
 const section = (start: RegExp, end: RegExp | null) => {

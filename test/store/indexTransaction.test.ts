@@ -9,7 +9,7 @@ import { Effect, Exit } from "effect"
 import fs from "node:fs"
 import os from "node:os"
 import path from "node:path"
-import { inTransaction, openIndexDb, query, run } from "../../src/store/indexDb.js"
+import { inTransaction, openIndexDb, query, run } from "../../src/store/index/db.js"
 
 const withIndex = <A, E>(body: (sql: Effect.Effect.Success<ReturnType<typeof openIndexDb>>, indexPath: string) => Effect.Effect<A, E>) =>
   Effect.scoped(

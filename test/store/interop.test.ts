@@ -9,10 +9,11 @@ import path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { item, kvlist, atom } from "../../src/protocol/dlist/value.js"
-import { openForAppend } from "../../src/store/backupWriter.js"
-import { chownForCyrus, copyGolden, cyrusConf, goldenLines, haveCyrus, runCyrus, tempDir, warnNoCyrus, type GoldenLine } from "./support.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
+import { copyGolden, cyrusConf, goldenLines, type GoldenLine } from "./support.js"
+import { chownForCyrus, haveCyrusTools, runCyrusTool, tempDir, warnNoCyrusTools } from "../support/cyrus.js"
 
-warnNoCyrus("store interop tests")
+warnNoCyrusTools("store interop tests")
 
 const sha1 = (b: Uint8Array) => createHash("sha1").update(b).digest("hex")
 
@@ -30,9 +31,9 @@ const writeGoldenCopy = (data: string, lines: ReadonlyArray<GoldenLine>) =>
     { discard: true }
   )
 
-const verify = (conf: string, data: string) => runCyrus("ctl_backups", ["-C", conf, "-F", "-f", "verify", data])
+const verify = (conf: string, data: string) => runCyrusTool("ctl_backups", ["-C", conf, "-F", "-f", "verify", data])
 
-describe.skipIf(!haveCyrus)("store interop with Cyrus 3.6.1", () => {
+describe.skipIf(!haveCyrusTools)("store interop with Cyrus 3.6.1", () => {
   it.effect("a backup we wrote passes ctl_backups verify, and cyr_backup dumps exact message bytes", () =>
     Effect.gen(function*() {
       const dir = tempDir("interop")
@@ -48,7 +49,7 @@ describe.skipIf(!haveCyrus)("store interop with Cyrus 3.6.1", () => {
       const picks = [files[0], files[Math.floor(files.length / 2)], files[files.length - 1]]
       for (const f of picks) {
         if (f === undefined || f._tag !== "File") continue
-        const r = yield* Effect.promise(() => runCyrus("cyr_backup", ["-C", conf, "-f", data, "dump", "message", f.guid]))
+        const r = yield* Effect.promise(() => runCyrusTool("cyr_backup", ["-C", conf, "-f", data, "dump", "message", f.guid]))
         expect(r.code, r.stderr).toBe(0)
         const bytes = Buffer.from(r.stdout, "latin1")
         expect(bytes.length).toBe(f.size)
@@ -68,7 +69,7 @@ describe.skipIf(!haveCyrus)("store interop with Cyrus 3.6.1", () => {
       const data = path.join(dir, "backups", "alice_reindex")
       yield* writeGoldenCopy(data, lines)
       chownForCyrus(dir)
-      const ri = yield* Effect.promise(() => runCyrus("ctl_backups", ["-C", conf, "-f", "reindex", data]))
+      const ri = yield* Effect.promise(() => runCyrusTool("ctl_backups", ["-C", conf, "-f", "reindex", data]))
       expect(ri.code, ri.stdout + ri.stderr).toBe(0)
       const v2 = yield* Effect.promise(() => verify(conf, data))
       expect(v2.code, v2.stdout + v2.stderr).toBe(0)
@@ -111,11 +112,11 @@ describe.skipIf(!haveCyrus)("store interop with Cyrus 3.6.1", () => {
       const w = yield* openForAppend(data, { create: true }).pipe(Scope.extend(scope))
       yield* w.append(item("SUB", kvlist([["USERID", atom("alice")], ["MBOXNAME", atom("user.alice")]])), 1000)
       chownForCyrus(dir)
-      const held = yield* Effect.promise(() => runCyrus("ctl_backups", ["-C", conf, "lock", "-x", "/bin/true", "-f", data]))
+      const held = yield* Effect.promise(() => runCyrusTool("ctl_backups", ["-C", conf, "lock", "-x", "/bin/true", "-f", data]))
       expect(held.code).toBe(75) // EX_TEMPFAIL
       expect(held.stderr).toMatch(/unable to lock .*: Mailbox is locked/)
       yield* Scope.close(scope, Exit.void)
-      const free = yield* Effect.promise(() => runCyrus("ctl_backups", ["-C", conf, "lock", "-x", "/bin/true", "-f", data]))
+      const free = yield* Effect.promise(() => runCyrusTool("ctl_backups", ["-C", conf, "lock", "-x", "/bin/true", "-f", data]))
       expect(free.code, free.stdout + free.stderr).toBe(0)
     }))
 
@@ -149,7 +150,7 @@ describe.skipIf(!haveCyrus)("store interop with Cyrus 3.6.1", () => {
       chownForCyrus(dir)
       const v = yield* Effect.promise(() => verify(conf, copy))
       expect(v.code, v.stdout + v.stderr).toBe(0)
-      const ri = yield* Effect.promise(() => runCyrus("ctl_backups", ["-C", conf, "-f", "reindex", copy]))
+      const ri = yield* Effect.promise(() => runCyrusTool("ctl_backups", ["-C", conf, "-f", "reindex", copy]))
       expect(ri.code, ri.stdout + ri.stderr).toBe(0)
       const v2 = yield* Effect.promise(() => verify(conf, copy))
       expect(v2.code, v2.stdout + v2.stderr).toBe(0)

@@ -3,7 +3,7 @@ import * as path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
 import { Partitions } from "../../src/partitions/index.js"
-import { BackupsDb } from "../../src/store/locate/index.js"
+import { BackupsDb } from "../../src/store/index.js"
 import { cyrDbtool, giveToCyrus, haveCyrDbtool, parseShow, scratchDir } from "./twoskipSupport.js"
 
 const layers = (dir: string, backend = "twoskip") =>

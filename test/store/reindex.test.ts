@@ -11,10 +11,11 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import fc from "fast-check"
 import { atom, buf, flag, item, kvlist, list, type Dlist, type File, type Item } from "../../src/protocol/dlist/value.js"
-import { openForAppend } from "../../src/store/backupWriter.js"
-import { reindexFile } from "../../src/store/reindex.js"
-import { verifyFile } from "../../src/store/verify.js"
-import { chownForCyrus, copyGolden, cyrusConf, GOLDEN_INDEX, haveCyrus, runCyrus, tableRows, tempDir, warnNoCyrus } from "./support.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
+import { reindexFile } from "../../src/store/maintain/reindex.js"
+import { verifyFile } from "../../src/store/maintain/verify.js"
+import { copyGolden, cyrusConf, GOLDEN_INDEX, tableRows } from "./support.js"
+import { chownForCyrus, haveCyrusTools, runCyrusTool, tempDir, warnNoCyrusTools } from "../support/cyrus.js"
 
 const CYRUS_TABLES = ["chunk", "message", "mailbox", "mailbox_message", "subscription", "seen", "sieve"] as const
 
@@ -154,7 +155,7 @@ const writeSessions = (data: string, sessions: ReadonlyArray<ReadonlyArray<{ ite
     { discard: true }
   )
 
-warnNoCyrus("the ctl_backups parts of the reindex tests")
+warnNoCyrusTools("the ctl_backups parts of the reindex tests")
 
 describe("reindex", () => {
   it("rebuilds exactly the rows incremental indexing produced (property)", async () => {
@@ -277,7 +278,7 @@ describe("reindex", () => {
       expect((yield* verifyFile(golden)).problems).toEqual([])
     }))
 
-  it.effect.skipIf(!haveCyrus)("ctl_backups verify accepts indexes we rebuilt (golden and ours)", () =>
+  it.effect.skipIf(!haveCyrusTools)("ctl_backups verify accepts indexes we rebuilt (golden and ours)", () =>
     Effect.gen(function*() {
       const dir = tempDir("reindex-cyrus")
       const conf = cyrusConf(dir)
@@ -297,7 +298,7 @@ describe("reindex", () => {
       yield* reindexFile(ours)
       chownForCyrus(dir)
       for (const data of [golden, ours]) {
-        const v = yield* Effect.promise(() => runCyrus("ctl_backups", ["-C", conf, "-F", "-f", "verify", data]))
+        const v = yield* Effect.promise(() => runCyrusTool("ctl_backups", ["-C", conf, "-F", "-f", "verify", data]))
         expect(v.code, v.stdout + v.stderr).toBe(0)
       }
     }))

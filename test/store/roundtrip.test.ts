@@ -11,8 +11,9 @@ import path from "node:path"
 import zlib from "node:zlib"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { openForAppend } from "../../src/store/backupWriter.js"
-import { GOLDEN_INDEX, goldenChunksAsWritten, goldenLines, tableRows, tempDir } from "./support.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
+import { GOLDEN_INDEX, goldenChunksAsWritten, goldenLines, tableRows } from "./support.js"
+import { tempDir } from "../support/cyrus.js"
 
 const TABLES: ReadonlyArray<[string, string]> = [
   ["message", "SELECT * FROM message ORDER BY id"],

@@ -1,12 +1,11 @@
 /**
- * Helpers for the store tests: temp dirs, the golden fixture (parsed back into APPLY items
- * with staged message files), and running the real Cyrus tools as the cyrus user.
+ * Helpers for the store tests: the golden fixture (parsed back into APPLY items with staged
+ * message files), index rows, a checksum check, and an imapd.conf for the real Cyrus tools
+ * (test/support/cyrus.ts runs them).
  */
-import { execFile } from "node:child_process"
 import { createRequire } from "node:module"
 import { createHash } from "node:crypto"
 import fs from "node:fs"
-import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 import zlib from "node:zlib"
@@ -15,6 +14,7 @@ import { Effect } from "effect"
 import { ByteReader, byteClass } from "../../src/protocol/ByteReader.js"
 import { parseItem } from "../../src/protocol/dlist/parse.js"
 import type { Item } from "../../src/protocol/dlist/value.js"
+import { chownForCyrus } from "../support/cyrus.js"
 
 /** better-sqlite3 ships no types; the tests only need these calls to read index rows. */
 interface ReadOnlyDb {
@@ -26,19 +26,6 @@ const Database = createRequire(import.meta.url)("better-sqlite3") as new (path: 
 export const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "fixtures", "golden")
 export const GOLDEN_DATA = path.join(FIXTURES, "alice.backup.gz")
 export const GOLDEN_INDEX = path.join(FIXTURES, "alice.backup.index.sqlite")
-
-const CYRUS_BIN = "/usr/lib/cyrus/bin"
-export const haveCyrus = ["ctl_backups", "cyr_backup"].every((p) => fs.existsSync(path.join(CYRUS_BIN, p))) && process.getuid?.() === 0
-
-export const warnNoCyrus = (what: string) => {
-  if (!haveCyrus) console.warn(`SKIPPING ${what}: needs root and the Cyrus 3.6.1 tools in ${CYRUS_BIN}`)
-}
-
-export const tempDir = (prefix: string): string => {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), `store-${prefix}-`))
-  fs.chmodSync(d, 0o755)
-  return d
-}
 
 /** Copies the golden data file and index into `dir`; returns the data file path. */
 export const copyGolden = (dir: string, name = "alice_golden"): string => {
@@ -142,28 +129,6 @@ export const goldenLines = (stagingDir: string): Effect.Effect<Array<GoldenLine>
     return out
   }).pipe(Effect.provide(NodeFileSystem.layer))
 
-export interface RunResult {
-  readonly code: number
-  readonly stdout: string
-  readonly stderr: string
-}
-
-const cyrusIds = (): { uid: number; gid: number } => {
-  const passwd = fs.readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("cyrus:"))
-  const group = fs.readFileSync("/etc/group", "utf8").split("\n").find((l) => l.startsWith("mail:"))
-  return { uid: Number(passwd?.split(":")[2]), gid: Number(group?.split(":")[2]) }
-}
-
-/** Gives the cyrus user ownership of everything under `dir`. */
-export const chownForCyrus = (dir: string): void => {
-  const { uid, gid } = cyrusIds()
-  const walk = (p: string) => {
-    fs.chownSync(p, uid, gid)
-    if (fs.statSync(p).isDirectory()) for (const e of fs.readdirSync(p)) walk(path.join(p, e))
-  }
-  walk(dir)
-}
-
 /** A minimal imapd.conf for the backup tools, under `dir`. */
 export const cyrusConf = (dir: string): string => {
   for (const d of ["conf", "backups", "tmp"]) fs.mkdirSync(path.join(dir, d), { recursive: true })
@@ -182,20 +147,6 @@ export const cyrusConf = (dir: string): string => {
   chownForCyrus(dir)
   return conf
 }
-
-/** Runs a Cyrus program as cyrus:mail. */
-export const runCyrus = (prog: string, args: ReadonlyArray<string>): Promise<RunResult> =>
-  new Promise((resolve) => {
-    execFile(
-      "setpriv",
-      ["--reuid=cyrus", "--regid=mail", "--init-groups", "--", path.join(CYRUS_BIN, prog), ...args],
-      { encoding: "latin1", maxBuffer: 64 * 1024 * 1024, timeout: 60_000 },
-      (err, stdout, stderr) => {
-        const code = err === null ? 0 : typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1
-        resolve({ code, stdout, stderr })
-      }
-    )
-  })
 
 /** Full checksum check of every chunk row against the file (what `ctl_backups verify` does first). */
 export const checkChunks = (data: string): Array<string> => {

@@ -11,9 +11,10 @@ import { createRequire } from "node:module"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { atom, item, kvlist, list, type File } from "../../src/protocol/dlist/value.js"
-import { openForAppend } from "../../src/store/backupWriter.js"
-import { verifyFile, VERIFY_FULL } from "../../src/store/verify.js"
-import { copyGolden, tempDir } from "./support.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
+import { verifyFile, VERIFY_FULL } from "../../src/store/maintain/verify.js"
+import { copyGolden } from "./support.js"
+import { tempDir } from "../support/cyrus.js"
 
 interface Db {
   exec(sql: string): void

@@ -8,7 +8,7 @@ import { Cause, Effect, Fiber } from "effect"
 import { PassThrough } from "node:stream"
 import { logNotice, memoryLog, withServiceLog } from "../../src/telemetry/ServiceLog.js"
 import { runTool } from "../../src/tools/toolRuntime.js"
-import type { ToolIo } from "../../src/tools/toolIo.js"
+import type { ToolIo } from "../../src/tools/ToolIo.js"
 
 describe("the service log as Effect Logger", () => {
   it.effect("maps Effect levels to syslog priorities, one line per entry", () =>
@@ -54,7 +54,7 @@ describe("the service log as Effect Logger", () => {
     stdout.setEncoding("latin1").on("data", (s: string) => (out += s))
     stderr.setEncoding("latin1").on("data", (s: string) => (err += s))
     const io: ToolIo = { stdout, stderr, stdin: new PassThrough(), stderrIsTty: false, env: { BACKUPD_LOG_STDERR: "1" } }
-    const code = await runTool("ctl_backups", io, Effect.logWarning("chunk not sealed").pipe(Effect.as(0)))
+    const code = await runTool("ctl_backups", io, Effect.logWarning("chunk not sealed").pipe(Effect.as(0)), () => ({ exitCode: 70, line: "" }))
     expect(code).toBe(0)
     expect(out).toBe("")
     expect(err).toBe(`ctl_backups[${process.pid}]: chunk not sealed\n`)

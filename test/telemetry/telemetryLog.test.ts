@@ -3,9 +3,9 @@ import { Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { Connection } from "../../src/service/Connection.js"
+import type { Connection } from "../../src/transport/Connection.js"
 import { ctimeText, newSessionId, openTelemetryLog, tapConnection, telemetryHeader } from "../../src/telemetry/TelemetryLog.js"
-import { joinedRecords, parseTelemetry } from "../interop/support/telemetryLog.js"
+import { joinedRecords, parseTelemetry } from "../harness/telemetryLog.js"
 
 const tempConfigDir = () => fs.mkdtempSync(path.join(os.tmpdir(), "telemetry-"))
 

@@ -4,7 +4,7 @@
  * sync_server), so the source and a restore target can be compared.
  */
 import { Effect } from "effect"
-import { csyncSession, openWire, ProtocolError, type Wire } from "../interop/support/index.js"
+import { csyncSession, openWire, ProtocolError, type Wire } from "../harness/index.js"
 
 export interface SieveScript {
   readonly name: string

@@ -12,15 +12,16 @@ import zlib from "node:zlib"
 import { describe, expect, it } from "vitest"
 import { Chunk, Effect, Stream } from "effect"
 import { atom, flag, item, kvlist, list, type Dlist, type File, type Item } from "../../src/protocol/dlist/value.js"
-import { openForAppend } from "../../src/store/backupWriter.js"
-import { openForRead } from "../../src/store/backupReader.js"
-import { verifyFile } from "../../src/store/verify.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
+import { openForRead } from "../../src/store/read/BackupReader.js"
+import { verifyFile } from "../../src/store/maintain/verify.js"
 import { runRestore } from "../../src/tools/restore/restore.js"
 import { recorder } from "../support/syncRecorder.js"
-import { lineLiterals } from "../store/support.js"
-import { chownIfRoot, copyGolden, haveCyrus, makeServer, runOurs, runTheirs, warnNoCyrus } from "./support.js"
+import { copyGolden, lineLiterals } from "../store/support.js"
+import { chownIfRoot, makeServer, runOurs, runTheirs } from "./support.js"
+import { haveCyrusTools, warnNoCyrusTools } from "../support/cyrus.js"
 
-warnNoCyrus("compact tests")
+warnNoCyrusTools("compact tests")
 
 const DAY = 86400
 const NOW = Math.floor(Date.now() / 1000)
@@ -110,7 +111,7 @@ const chunkOffsets = (data: string) =>
 const messageGuids = (data: string) =>
   Effect.runPromise(Effect.scoped(Effect.flatMap(openForRead(data), (r) => r.messages()))).then((ms) => ms.map((m) => m.guid).sort())
 
-describe.skipIf(!haveCyrus)("ctl_backups compact", () => {
+describe.skipIf(!haveCyrusTools)("ctl_backups compact", () => {
   it("drops mail expunged before the retention period, keeps the unchanged leading chunk byte for byte", async () => {
     const server = makeServer("compact", ["backup_retention: 7d"])
     const data = path.join(server.partition, "a", "carol")

@@ -16,10 +16,12 @@ import { createRequire } from "node:module"
 import { beforeAll, describe, expect, it } from "vitest"
 import { Effect } from "effect"
 import { item, list, type File } from "../../src/protocol/dlist/value.js"
-import { openForAppend } from "../../src/store/backupWriter.js"
-import { chownIfRoot, copyGolden, haveCyrus, makeServer, runOurs, warnNoCyrus, type Server } from "./support.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
+import { chownIfRoot, makeServer, runOurs, type Server } from "./support.js"
+import { copyGolden } from "../store/support.js"
+import { haveCyrusTools, warnNoCyrusTools } from "../support/cyrus.js"
 
-warnNoCyrus("ctl_backups verify corruption acceptance")
+warnNoCyrusTools("ctl_backups verify corruption acceptance")
 
 const Database = createRequire(import.meta.url)("better-sqlite3") as new (p: string) => { exec(s: string): void; close(): void }
 const tamper = (index: string, sql: string) => {
@@ -77,7 +79,7 @@ const storeBackup = async (data: string, staging: string, bodies: ReadonlyArray<
   )
 }
 
-describe.skipIf(!haveCyrus)("ctl_backups verify on damaged backups: ours against the Cyrus 3.6.1 original", () => {
+describe.skipIf(!haveCyrusTools)("ctl_backups verify on damaged backups: ours against the Cyrus 3.6.1 original", () => {
   let server: Server
   let n = 0
   beforeAll(() => {

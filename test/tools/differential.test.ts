@@ -9,11 +9,13 @@ import path from "node:path"
 import { createRequire } from "node:module"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import { Effect, Exit, Scope } from "effect"
-import { openForAppend } from "../../src/store/backupWriter.js"
+import { openForAppend } from "../../src/store/write/BackupWriter.js"
 import { lockDataFile } from "../../src/store/dataFileLock.js"
-import { chownIfRoot, goldenLines, goldenServer, haveCyrus, makeServer, runOurs, runTheirs, warnNoCyrus, type Server } from "./support.js"
+import { chownIfRoot, goldenServer, makeServer, runOurs, runTheirs, type Server } from "./support.js"
+import { goldenLines } from "../store/support.js"
+import { haveCyrusTools, warnNoCyrusTools } from "../support/cyrus.js"
 
-warnNoCyrus("tools differential tests")
+warnNoCyrusTools("tools differential tests")
 
 const GUIDS = [
   "4f2f03627cecabd1a517d16970b4ca4fbab68bfc",
@@ -57,7 +59,7 @@ const CYR_COMMANDS: ReadonlyArray<ReadonlyArray<string>> = [
   ["dump", "mailbox", "x"]
 ]
 
-describe.skipIf(!haveCyrus)("against the Cyrus 3.6.1 tools", () => {
+describe.skipIf(!haveCyrusTools)("against the Cyrus 3.6.1 tools", () => {
   let tz: string | undefined
   beforeAll(() => {
     tz = process.env.TZ

@@ -3,7 +3,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { FastCheck as fc } from "effect"
 import { errorMessage, fixed6_1, g17, janssonReal, localTime, strncmpCode } from "../../src/tools/cFormat.js"
 import { decodeGuid, headersJson, parseCyrBackupArgs } from "../../src/tools/cyrBackup.js"
-import { parseCtlArgs } from "../../src/tools/ctlBackups.js"
+import { parseCtlArgs } from "../../src/tools/ctlBackups/args.js"
 import { getopt } from "../../src/tools/getopt.js"
 import { JObject, JReal, jsonDump, jstring } from "../../src/tools/jansson.js"
 

@@ -36,13 +36,13 @@ import {
   startRestoreTarget,
   startSaslauthd,
   startSource,
-  syncOk,
   USER_PASSWORD,
   warnIfNoCyrus,
   type BackupFiles,
   type BackupServerInstance,
   type UserSnapshot
-} from "../interop/support/index.js"
+} from "../harness/index.js"
+import { syncOk } from "../harness/steps.js"
 import { lineLiterals } from "../store/support.js"
 import { sieveScriptsViaCsync, sieveScriptsViaManageSieve } from "./acceptanceSupport.js"
 

@@ -6,7 +6,8 @@
 import fs from "node:fs"
 import path from "node:path"
 import { beforeEach, describe, expect, it } from "vitest"
-import { goldenServer, haveCyrus, runOurs, runTheirs, type Server } from "./support.js"
+import { goldenServer, runOurs, runTheirs, type Server } from "./support.js"
+import { haveCyrusTools } from "../support/cyrus.js"
 
 describe("ctl_backups delete, move, reconstruct, lock -c", () => {
   let server: Server & { data: string }
@@ -22,7 +23,7 @@ describe("ctl_backups delete, move, reconstruct, lock -c", () => {
     const listed = await ctl("list")
     expect(listed.stdout).toMatch(new RegExp(`\\talice\\t${path.join(server.dir, "other", "a")}/alice_[A-Za-z0-9]{6}\\n$`))
     expect((await ctl("verify", "alice")).stdout).toBe("verify alice: ok\n")
-    if (haveCyrus) expect((await runTheirs("ctl_backups", ["-C", server.conf, "verify", "alice"])).stdout).toBe("verify alice: ok\n")
+    if (haveCyrusTools) expect((await runTheirs("ctl_backups", ["-C", server.conf, "verify", "alice"])).stdout).toBe("verify alice: ok\n")
     expect(await ctl("move", "alice", "nosuch")).toMatchObject({ code: 75, stdout: "move alice: failed (Unknown/invalid partition)\n" })
   })
 

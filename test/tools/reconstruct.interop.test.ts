@@ -20,7 +20,7 @@ import {
   startSource,
   warnIfNoCyrus,
   type BackupServerInstance
-} from "../interop/support/index.js"
+} from "../harness/index.js"
 
 const ROOT = path.resolve(__dirname, "../..")
 const OUR_CTL = path.join(ROOT, "bin", "ctl_backups")

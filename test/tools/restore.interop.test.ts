@@ -27,7 +27,7 @@ import {
   USER_PASSWORD,
   warnIfNoCyrus,
   type BackupServerInstance
-} from "../interop/support/index.js"
+} from "../harness/index.js"
 
 const ROOT = path.resolve(__dirname, "../..")
 const OUR_RESTORE = path.join(ROOT, "bin", "restore")

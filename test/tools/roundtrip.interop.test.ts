@@ -31,7 +31,7 @@ import {
   startSource,
   USER_PASSWORD,
   warnIfNoCyrus
-} from "../interop/support/index.js"
+} from "../harness/index.js"
 import { sieveScriptsViaCsync, sieveScriptsViaManageSieve } from "./acceptanceSupport.js"
 
 const ROOT = path.resolve(__dirname, "../..")

@@ -8,13 +8,12 @@ import path from "node:path"
 import { PassThrough, Readable } from "node:stream"
 import { Effect, Layer } from "effect"
 import { Partitions } from "../../src/partitions/index.js"
-import { BackupsDb } from "../../src/store/locate/index.js"
-import { runCtlBackups } from "../../src/tools/ctlBackups.js"
+import { BackupsDb } from "../../src/store/index.js"
+import { runCtlBackups } from "../../src/tools/ctlBackups/main.js"
 import { runCyrBackup } from "../../src/tools/cyrBackup.js"
-import type { ToolIo } from "../../src/tools/toolIo.js"
-import { chownForCyrus, copyGolden, runCyrus, tempDir } from "../store/support.js"
-
-export { haveCyrus, warnNoCyrus, goldenLines, tempDir, copyGolden, chownForCyrus } from "../store/support.js"
+import type { ToolIo } from "../../src/tools/ToolIo.js"
+import { copyGolden } from "../store/support.js"
+import { chownForCyrus, runCyrusTool, tempDir } from "../support/cyrus.js"
 
 export interface ToolRun {
   readonly code: number
@@ -43,7 +42,7 @@ export const runOurs = async (prog: "ctl_backups" | "cyr_backup", argv: Readonly
 const CYRUS_PARSE_NOISE = "\ndidn't parse dlist, error -1\n"
 
 export const runTheirs = async (prog: "ctl_backups" | "cyr_backup", argv: ReadonlyArray<string>): Promise<ToolRun> => {
-  const r = await runCyrus(prog, argv)
+  const r = await runCyrusTool(prog, argv)
   return { code: r.code, stdout: r.stdout, stderr: r.stderr.split(CYRUS_PARSE_NOISE).join("") }
 }
 

@@ -10,7 +10,11 @@ export class DlistParseError extends Data.TaggedError("DlistParseError")<{
   readonly reason: string
   readonly position: number
   readonly cause?: unknown
-}> {}
+}> {
+  override get message(): string {
+    return `${this.reason} at byte ${this.position}`
+  }
+}
 
 /**
  * A literal could not be staged (a full disk, a missing or read-only staging directory): the
@@ -28,4 +32,8 @@ export class DlistPrintError extends Data.TaggedError("DlistPrintError")<{
   readonly reason: string
   readonly path?: string
   readonly cause?: unknown
-}> {}
+}> {
+  override get message(): string {
+    return this.path === undefined ? this.reason : `${this.path}: ${this.reason}`
+  }
+}

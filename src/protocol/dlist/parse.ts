@@ -3,8 +3,8 @@
  *
  * Structure: a synchronous state machine with an explicit stack scans the reader's buffer
  * in place and only hands control back to Effect when it needs more bytes or meets a
- * `%{…}` file literal, which is streamed (to a staging file or just hashed) and never held
- * in memory. A token cut by a chunk boundary is re-scanned from its start once more bytes
+ * `%{…}` file literal, which is streamed to a FileSink (fileSinks.ts: a staging file, or
+ * nowhere, only hashed) and never held in memory. A token cut by a chunk boundary is re-scanned from its start once more bytes
  * are buffered (atom and quoted scans resume where they stopped).
  *
  * Deliberate differences from Cyrus (which are all on invalid input):
@@ -17,20 +17,13 @@
  * Kept on purpose: atoms, quoted strings, keys, flags and partitions end at a NUL byte
  * (Cyrus stores them as C strings); only literal values (Buf) keep NULs.
  */
-import { FileSystem } from "@effect/platform"
+import type { FileSystem } from "@effect/platform"
 import { createHash, type Hash } from "node:crypto"
-import * as path from "node:path"
 import { Effect } from "effect"
 import { ByteReader, type ByteSourceError, EOF, UnexpectedEof, WHITESPACE, byteClass, latin1 } from "../ByteReader.js"
 import { DlistParseError, StagingFailed } from "./errors.js"
+import { discardSink, fileSinkOf, type FileHandling, type FileSink } from "./fileSinks.js"
 import type { Dlist, File, Item } from "./value.js"
-
-/** What to do with the bytes of `%{partition guid size}` file literals. */
-export type FileHandling =
-  /** Write them to `<stagingDir>/sync./<pid>/<guid>` (as backupd stages uploads). */
-  | { readonly _tag: "Stage"; readonly stagingDir: string; readonly pid?: number }
-  /** Only hash and count them (reindex / verify need offsets, not files). */
-  | { readonly _tag: "Discard" }
 
 export interface ParseOptions {
   /** Deepest container nesting accepted. Default 64 (sync data nests 4 deep). */
@@ -47,8 +40,8 @@ export interface ParseOptions {
   readonly maxLiteral?: number
   /** Cyrus's `literalminus` option: `{n+}` with n > 4096 is refused. Default false. */
   readonly literalMinus?: boolean
-  /** Default: Discard. */
-  readonly files?: FileHandling
+  /** Where file literals go (a FileSink, or a FileHandling naming one). Default: Discard. */
+  readonly files?: FileHandling | FileSink
 }
 
 /** A parsed item and the byte that followed it (consumed; `EOF` at end of input). */
@@ -67,10 +60,6 @@ export const DEFAULT_MAX_DEPTH = 64
 export const DEFAULT_MAX_QUOTED = 131072
 export const DEFAULT_MAX_ATOM = 131072
 export const DEFAULT_MAX_LITERAL = 64 * 1024 * 1024
-
-/** Where a message with this GUID is staged: `<stagingDir>/sync./<pid>/<guid-hex>`. */
-export const stagingPath = (stagingDir: string, guidHex: string, pid: number = process.pid): string =>
-  path.join(stagingDir, "sync.", String(pid), guidHex.toLowerCase())
 
 // ---- byte classes ------------------------------------------------------------------------
 
@@ -582,12 +571,12 @@ const limitsOf = (o: ParseOptions | undefined): Limits => ({
 const failAt = (reader: ByteReader, reason: string, cause?: unknown) =>
   Effect.fail(new DlistParseError({ reason, position: reader.position, ...(cause === undefined ? {} : { cause }) }))
 
-const discardSink = () => Effect.void
+const ignoreChunk = () => Effect.void
 
-/** Read a file literal's body, staging or just hashing it. */
+/** Read a file literal's body into `sink` (or just hash it), hashing it on the way. */
 const takeFile = (
   reader: ByteReader,
-  files: FileHandling,
+  sink: FileSink,
   partition: string,
   guid: string,
   size: number,
@@ -598,23 +587,18 @@ const takeFile = (
     const hash: Hash = createHash("sha1")
     const eofToParseError = <A, E, R>(e: Effect.Effect<A, E | UnexpectedEof, R>) =>
       Effect.catchIf(e, (x): x is UnexpectedEof => x instanceof UnexpectedEof, () => failAt(reader, "unexpected EOF"))
-    if (files._tag === "Discard") {
+    const target = sink.pathOf(guid)
+    if (target === "") {
       yield* reader.readInto(size, (chunk) => Effect.sync(() => void hash.update(chunk))).pipe(eofToParseError)
       return { _tag: "File", partition, guid, size, path: "", sha1: hash.digest("hex"), offset } as const
     }
-    const fs = yield* FileSystem.FileSystem
-    const target = stagingPath(files.stagingDir, guid, files.pid)
     // A staging failure must not leave the rest of the message on the wire: keep reading,
     // stop writing, and fail once the announced bytes are consumed.
     let writeError: unknown = undefined
+    staged.push(target)
     yield* Effect.scoped(
       Effect.gen(function* () {
-        const opened = yield* Effect.gen(function* () {
-          yield* fs.makeDirectory(path.dirname(target), { recursive: true, mode: 0o755 })
-          yield* fs.remove(target).pipe(Effect.catchTag("SystemError", (e) => (e.reason === "NotFound" ? Effect.void : Effect.fail(e))))
-          staged.push(target)
-          return yield* fs.open(target, { flag: "w+" })
-        }).pipe(
+        const write = yield* sink.open(target).pipe(
           Effect.catchAll((e) => {
             writeError = e
             return Effect.succeed(undefined)
@@ -623,8 +607,8 @@ const takeFile = (
         yield* reader
           .readInto(size, (chunk) => {
             hash.update(chunk)
-            if (opened === undefined || writeError !== undefined) return Effect.void
-            return opened.writeAll(chunk).pipe(
+            if (write === undefined || writeError !== undefined) return Effect.void
+            return write(chunk).pipe(
               Effect.catchAll((e) => {
                 writeError = e
                 return Effect.void
@@ -632,9 +616,6 @@ const takeFile = (
             )
           })
           .pipe(eofToParseError)
-        // No fsync (Cyrus does one per staged file): a staged file is scratch space. Whoever
-        // stores it reads it back and checks size and SHA-1, and the durable copy is the
-        // data file, which is synced before an APPLY is acknowledged.
       })
     )
     const file = { _tag: "File", partition, guid, size, path: target, sha1: hash.digest("hex"), offset } as const
@@ -646,7 +627,7 @@ const drive = (
   options: ParseOptions | undefined,
   withKey: boolean
 ): Effect.Effect<{ key: string; value: Dlist; terminator: number }, DlistParseError | StagingFailed | ByteSourceError, FileSystem.FileSystem> => {
-  const files: FileHandling = options?.files ?? { _tag: "Discard" }
+  const sink = fileSinkOf(options?.files ?? discardSink)
   const staged: Array<string> = []
   const m = new Machine(reader, limitsOf(options), withKey)
   // After a staging failure the rest of the line is still read (later literals only hashed),
@@ -671,11 +652,11 @@ const drive = (
           return yield* failAt(reader, s.reason)
         case "SkipThenFail":
           yield* reader
-            .readInto(s.bytes, discardSink)
+            .readInto(s.bytes, ignoreChunk)
             .pipe(Effect.catchTag("UnexpectedEof", () => failAt(reader, "unexpected EOF")))
           return yield* failAt(reader, s.reason)
         case "File": {
-          const { stagingError: failed, ...f } = yield* takeFile(reader, stagingError === undefined ? files : { _tag: "Discard" }, s.partition, s.guid, s.size, staged)
+          const { stagingError: failed, ...f } = yield* takeFile(reader, stagingError === undefined ? sink : discardSink, s.partition, s.guid, s.size, staged)
           stagingError ??= failed
           m.complete(f)
           break
@@ -683,13 +664,9 @@ const drive = (
       }
     }
   })
-  if (files._tag === "Discard") return run
+  if (sink === discardSink) return run
   // Staged files of a failed parse are useless: remove them.
-  return Effect.tapError(run, () =>
-    Effect.flatMap(FileSystem.FileSystem, (fs) =>
-      Effect.forEach(staged, (p) => Effect.ignore(fs.remove(p)), { discard: true })
-    )
-  )
+  return Effect.tapError(run, () => Effect.forEach(staged, sink.remove, { discard: true }))
 }
 
 /**

@@ -25,12 +25,20 @@ export class UnsupportedBackend extends Data.TaggedError("UnsupportedBackend")<{
 /** A mapping exists but its path is empty (Cyrus treats this as an internal error). */
 export class EmptyBackupPath extends Data.TaggedError("EmptyBackupPath")<{
   readonly userid: string
-}> {}
+}> {
+  override get message(): string {
+    return `backups.db maps ${this.userid} to an empty path`
+  }
+}
 
 /** `record` of a userid that already has a backup. */
 export class BackupMappingExists extends Data.TaggedError("BackupMappingExists")<{
   readonly userid: string
-}> {}
+}> {
+  override get message(): string {
+    return `backups.db already has a backup of ${this.userid}`
+  }
+}
 
 export type BackupsDbError = Twoskip.TwoskipError | EmptyBackupPath | BackupMappingExists
 

@@ -17,7 +17,7 @@ import * as fsp from "node:fs/promises"
 import { constants as fsConstants, writeSync } from "node:fs"
 import * as nodePath from "node:path"
 import { Effect, Exit, Option, Scope } from "effect"
-import { Engine, Image, type IoStep, type RandomSource } from "./engine.js"
+import { Engine, Image, type IoStep, type RandomSource } from "./Engine.js"
 import {
   TwoskipCorrupt,
   TwoskipEmptyKey,

@@ -28,12 +28,20 @@ export class SyncCommandRefused extends Data.TaggedError("SyncCommandRefused")<{
 /** `-z` was given but the destination does not offer compression. */
 export class CompressionUnavailable extends Data.TaggedError("CompressionUnavailable")<{
   readonly server: string
-}> {}
+}> {
+  override get message(): string {
+    return `${this.server}: compression required (-z) but not available`
+  }
+}
 
 /** There is no backup under that name. */
 export class NoSuchBackup extends Data.TaggedError("NoSuchBackup")<{
   readonly name: string
-}> {}
+}> {
+  override get message(): string {
+    return `${this.name}: no backup found`
+  }
+}
 
 /** The `-F` file could not be read. */
 export class InputFileError extends Data.TaggedError("InputFileError")<{

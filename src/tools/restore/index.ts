@@ -1,6 +1,6 @@
 /** The `restore` tool: see docs/restore.md. */
 export * from "./errors.js"
-export { mailboxItem, parseStoredList } from "./mailboxDlist.js"
+export { mailboxItem } from "./mailboxItem.js"
 export * from "./options.js"
 export * from "./plan.js"
 export { describeFailure, runRestore, type RestoreIo } from "./restore.js"

@@ -8,9 +8,8 @@
  * `-X`/`-x` filter expunged records; entries for the same name are merged.
  */
 import { Effect, Option } from "effect"
-import type { BackupReader, MailboxWithRecords, ReadError, RecordRow } from "../../store/backupReader.js"
-import type { MailboxFields, RecordFields } from "../../store/mailboxDlist.js"
-import type { ExpungedMode } from "./options.js"
+import type { BackupReader, MailboxFields, MailboxWithRecords, ReadError, RecordFields, RecordRow } from "../../store/index.js"
+import type { RestoreOptions } from "./options.js"
 
 export type PlannedRecord = RecordFields
 
@@ -20,14 +19,12 @@ export interface PlannedMailbox extends MailboxFields {
   readonly sourceUniqueid: string | null
 }
 
-export interface PlanOptions {
-  readonly overrideAcl: string | undefined
-  readonly overrideMboxname: string | undefined
-  readonly overridePartition: string | undefined
-  readonly expunged: ExpungedMode
-  readonly submailboxes: boolean
-  readonly keepUidvalidity: boolean
-  readonly trimDeletedPrefix: boolean
+/** The command-line choices the plan follows, and what the configuration adds. */
+export interface PlanOptions
+  extends Pick<
+    RestoreOptions,
+    "overrideAcl" | "overrideMboxname" | "overridePartition" | "expunged" | "submailboxes" | "keepUidvalidity" | "trimDeletedPrefix"
+  > {
   readonly deletedPrefix: string
   /** unixhierarchysep: names on the command line use `/`. */
   readonly unixHierarchySep: boolean

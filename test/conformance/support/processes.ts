@@ -3,41 +3,26 @@
  * C one or ours, and the real Cyrus tools, as user cyrus. Everything here needs root and the
  * Cyrus 3.6.1 packages; `cyrusSkipReason` says why not when they are missing.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process"
-import fs from "node:fs"
+import { spawn, type ChildProcess } from "node:child_process"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
+import { asCyrusArgv, chownForCyrus, cyrusProgram, cyrusToolsSkipReason, warnSkipping } from "../../support/cyrus.js"
 import type { ServerRoot } from "./inProcess.js"
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..")
-export const CYRUS_BIN = "/usr/lib/cyrus/bin"
-const SETPRIV = ["/usr/bin/setpriv", "--reuid=cyrus", "--regid=mail", "--init-groups", "--"]
 
-export const cyrusSkipReason = (): string | undefined => {
-  if (process.getuid?.() !== 0) return "not root (Cyrus programs must be started as user cyrus via setpriv)"
-  for (const p of ["backupd", "ctl_backups", "cyr_backup"]) if (!fs.existsSync(path.join(CYRUS_BIN, p))) return `${CYRUS_BIN}/${p} is missing`
-  if (!fs.existsSync(SETPRIV[0]!)) return "setpriv is missing"
-  return undefined
-}
+export const cyrusSkipReason = (): string | undefined => cyrusToolsSkipReason(["backupd", "ctl_backups", "cyr_backup"])
 
-export const warnSkip = (suite: string): void => {
-  const why = cyrusSkipReason()
-  if (why !== undefined) console.warn(`!!! SKIPPING ${suite}: ${why}. Install the Debian 12 Cyrus 3.6.1 packages and run as root.`)
-}
+export const warnSkip = (suite: string): void => warnSkipping(suite, cyrusSkipReason())
 
 /** Hands a server root to cyrus:mail (Cyrus refuses to run as root). */
-export const chownToCyrus = (root: ServerRoot): void => {
-  const r = spawnSync("chown", ["-R", "cyrus:mail", root.root])
-  if (r.status !== 0) throw new Error(`chown failed: ${r.stderr}`)
-}
+export const chownToCyrus = (root: ServerRoot): void => chownForCyrus(root.root)
 
 export type Impl = "c" | "ours"
 
 /** argv of `backupd -C conf -X` for either implementation, run as cyrus. */
 export const backupdArgv = (impl: Impl, conf: string, script = path.join(REPO, "bin", "backupd")): Array<string> =>
-  impl === "c"
-    ? [...SETPRIV, path.join(CYRUS_BIN, "backupd"), "-C", conf, "-X"]
-    : [...SETPRIV, process.execPath, script, "-C", conf, "-X"]
+  [...asCyrusArgv(impl === "c" ? [cyrusProgram("backupd"), "-C", conf, "-X"] : [process.execPath, script, "-C", conf, "-X"])]
 
 export interface Session {
   readonly child: ChildProcess
@@ -77,7 +62,8 @@ export const converse = async (impl: Impl, conf: string, input: string, timeoutM
 /** Runs a Cyrus tool as cyrus; resolves with its output and exit code. */
 export const runTool = (tool: string, args: ReadonlyArray<string>, timeoutMs = 60_000) =>
   new Promise<{ readonly code: number | null; readonly stdout: string; readonly stderr: string }>((resolve) => {
-    const child = spawn(SETPRIV[0]!, [...SETPRIV.slice(1), path.join(CYRUS_BIN, tool), ...args], { stdio: ["ignore", "pipe", "pipe"] })
+    const [cmd, ...rest] = asCyrusArgv([cyrusProgram(tool), ...args])
+    const child = spawn(cmd!, rest, { stdio: ["ignore", "pipe", "pipe"] })
     let stdout = ""
     let stderr = ""
     child.stdout.on("data", (b: Buffer) => (stdout += b.toString("latin1")))

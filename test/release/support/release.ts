@@ -1,9 +1,10 @@
-/** Helpers of the release tests: file listings with sums, temp dirs, session input, Cyrus detection. */
+/** Helpers of the release tests: file listings with sums, temp dirs, session input, the Cyrus tools as the oracle. */
 import { spawnSync, type SpawnSyncReturns } from "node:child_process"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
+import { asCyrusArgv, cyrusProgram, cyrusToolsSkipReason, tempDir as makeTempDir } from "../../support/cyrus.js"
 
 export interface ListedFile {
   readonly name: string
@@ -28,7 +29,7 @@ export const listTree = (dir: string): ReadonlyArray<ListedFile> => {
   return out
 }
 
-export const tempDir = (label: string): string => fs.mkdtempSync(path.join(os.tmpdir(), `cyb-release-${label}-`))
+export const tempDir = (label: string): string => makeTempDir(`cyb-release-${label}`)
 
 export const removeDir = (dir: string): void => {
   if (process.env["CYB_KEEP"] === undefined) fs.rmSync(dir, { recursive: true, force: true })
@@ -45,16 +46,13 @@ export const bareEnv = (extra: Record<string, string> = {}): Record<string, stri
 export const run = (cmd: string, args: ReadonlyArray<string>, options: { env?: Record<string, string>; input?: string; cwd?: string } = {}): SpawnSyncReturns<string> =>
   spawnSync(cmd, [...args], { env: options.env ?? bareEnv(), input: options.input ?? "", cwd: options.cwd, encoding: "latin1", timeout: 60_000 })
 
-const CYRUS_BIN = "/usr/lib/cyrus/bin"
-/** Real Cyrus 3.6.1 tools as the oracle: need the packages, and root to act as the cyrus user. */
-export const cyrusOracle = (): string | undefined => {
-  if (!fs.existsSync(path.join(CYRUS_BIN, "ctl_backups"))) return `${CYRUS_BIN}/ctl_backups is missing (apt-get install cyrus-common)`
-  if (process.getuid?.() !== 0) return "not root: cannot run Cyrus tools as the cyrus user"
-  return undefined
-}
+/** Real Cyrus 3.6.1 tools as the oracle: why they cannot be run here, or undefined. */
+export const cyrusOracle = (): string | undefined => cyrusToolsSkipReason(["ctl_backups"])
 
-export const runAsCyrus = (program: string, args: ReadonlyArray<string>): SpawnSyncReturns<string> =>
-  run("setpriv", ["--reuid=cyrus", "--regid=mail", "--init-groups", "--", path.join(CYRUS_BIN, program), ...args], { env: { PATH: "/usr/bin:/bin" } })
+export const runAsCyrus = (program: string, args: ReadonlyArray<string>): SpawnSyncReturns<string> => {
+  const [cmd, ...rest] = asCyrusArgv([cyrusProgram(program), ...args])
+  return run(cmd!, rest, { env: { PATH: "/usr/bin:/bin" } })
+}
 
 export const MESSAGE = "From: bob@example.org\r\nTo: anne@example.com\r\nSubject: release test\r\n\r\nhello from the release test\r\n"
 export const MESSAGE_GUID = createHash("sha1").update(MESSAGE, "latin1").digest("hex")

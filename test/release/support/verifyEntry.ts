@@ -4,7 +4,7 @@
  * or the problems); exits 1 if any failed. Stands in for `ctl_backups verify` until that exists.
  */
 import { Effect } from "effect"
-import { formatProblems, verifyFile } from "../../../src/store/verify.js"
+import { formatProblems, verifyFile } from "../../../src/store/maintain/verify.js"
 
 const verifyOne = (path: string) =>
   verifyFile(path, { level: "full" }).pipe(

@@ -12,7 +12,7 @@ import fs from "node:fs"
 import path from "node:path"
 import { Effect } from "effect"
 import { atom, flag, item, kvlist, list, type File, type Item } from "../../../src/protocol/dlist/value.js"
-import { openForAppend } from "../../../src/store/backupWriter.js"
+import { openForAppend } from "../../../src/store/write/BackupWriter.js"
 
 const [data, stagingDir, startText] = process.argv.slice(2) as [string, string, string]
 const start = Number(startText)

@@ -1,0 +1,29 @@
+/**
+ * The live UserBackups: backups.db (twoskip) says where a key's backup is, Partitions place a
+ * new one, and `openForAppend` locks and opens it.
+ */
+import { Effect, Layer, Option } from "effect"
+import { Partitions } from "../../partitions/index.js"
+import { openForAppend } from "../write/BackupWriter.js"
+import { BackupsDb, type BackupsDbService } from "./BackupsDb.js"
+import { BackupLocateError, UserBackups, type UserBackupsShape } from "./UserBackups.js"
+
+const locateError = (key: string) => (e: { readonly _tag: string; readonly message?: string }) =>
+  new BackupLocateError({ key, message: `${e._tag}${e.message ? `: ${e.message}` : ""}` })
+
+export const makeUserBackups = (db: BackupsDbService): UserBackupsShape => ({
+  open: (key, { create }) =>
+    Effect.gen(function* () {
+      const location = create
+        ? Option.some(yield* db.locateOrCreate(key).pipe(Effect.mapError(locateError(key))))
+        : yield* db.lookup(key).pipe(Effect.mapError(locateError(key)))
+      if (Option.isNone(location)) return Option.none()
+      return Option.some(yield* openForAppend(location.value.dataPath, { create: true }))
+    })
+})
+
+/** From the effective imapd.conf (needs Config). */
+export const userBackupsLayer = Layer.effect(UserBackups, Effect.map(BackupsDb, makeUserBackups)).pipe(
+  Layer.provide(BackupsDb.layerFromConfig),
+  Layer.provide(Partitions.layerFromConfig())
+)

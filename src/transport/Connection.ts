@@ -1,0 +1,58 @@
+/**
+ * The byte transport a csync session runs on, as a port: the session reads plaintext input,
+ * queues and flushes output, and asks for the layers csync can switch on mid-stream (TLS,
+ * raw DEFLATE); it never sees a socket. The Node implementation (sockets, the stdin/stdout
+ * pair of `-X`, node:tls, node:zlib) is src/service/nodeConnection.ts, as @effect/platform's
+ * `Socket` is implemented by @effect/platform-node's `NodeSocket`.
+ */
+import { Data, type Effect, type Option } from "effect"
+import type * as tls from "node:tls"
+
+export class ConnectionError extends Data.TaggedError("ConnectionError")<{ readonly message: string }> {}
+
+export interface PeerInfo {
+  /** `[unix socket]` for local sockets and pipes, else `[a.b.c.d]` (Cyrus's clienthost form). */
+  readonly clientHost: string
+  /** True for UNIX-domain sockets and for `-X` on a pipe: the session is pre-authenticated. */
+  readonly isLocal: boolean
+  readonly remoteAddress: string | undefined
+  readonly remotePort: number | undefined
+  readonly localAddress: string | undefined
+  readonly localPort: number | undefined
+}
+
+export interface Connection {
+  readonly peer: PeerInfo
+  /** The next chunk of plaintext input; None at end of input. */
+  readonly read: Effect.Effect<Option.Option<Uint8Array>, ConnectionError>
+  /** Queues bytes for the client. */
+  readonly write: (bytes: Uint8Array | string) => Effect.Effect<void>
+  /** Sends what was queued. */
+  readonly flush: Effect.Effect<void, ConnectionError>
+  /**
+   * From now on both directions are raw DEFLATE streams (call after flushing the OK).
+   * `early` holds input bytes already read past the COMPRESS line: they are compressed too.
+   */
+  readonly startCompression: (early: Uint8Array) => Effect.Effect<void>
+  /** Performs the TLS handshake as server on the underlying socket. */
+  readonly startTls: (options: tls.TlsOptions) => Effect.Effect<void, ConnectionError>
+  readonly compressed: boolean
+  readonly tlsActive: boolean
+  /** The client certificate's subject common name, when TLS verified one. */
+  readonly peerCertificateName: string | undefined
+  /** Bytes moved so far, for the session totals line. */
+  readonly stats: ConnectionStats
+  /** Closes the transport (idempotent). */
+  readonly close: Effect.Effect<void>
+}
+
+export interface ConnectionStats {
+  /** Plaintext protocol bytes read (after TLS and decompression). */
+  readonly protocolIn: number
+  /** Plaintext protocol bytes sent (before compression and TLS). */
+  readonly protocolOut: number
+  /** Bytes read from the transport (the socket, TLS records included; or stdin). */
+  readonly transportIn: number
+  /** Bytes written to the transport. */
+  readonly transportOut: number
+}

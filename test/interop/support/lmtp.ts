@@ -1,2 +1,0 @@
-/** Moved to src/bench/harness/lmtp.ts (shared with `npm run bench:sync`); re-exported for the tests. */
-export * from "../../../src/bench/harness/lmtp.js"

@@ -1,2 +1,0 @@
-/** Moved to src/bench/harness/managesieve.ts (shared with `npm run bench:sync`); re-exported for the tests. */
-export * from "../../../src/bench/harness/managesieve.js"
