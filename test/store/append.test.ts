@@ -114,6 +114,34 @@ describe("openForAppend", () => {
       ])
     }))
 
+  it.effect("an APPLY that failed after part of it was compressed leaves no history behind for the next one", () =>
+    Effect.gen(function*() {
+      // The chunk's compressor outlives an APPLY. Here the failing APPLY's first message (over
+      // 1 MiB, so some of it reaches the compressor) is a 16 KiB block repeated; the
+      // next APPLY's message is that block again, which a compressor that still remembered the
+      // rolled-back bytes would encode as references to them: bytes the file no longer holds.
+      const dir = tempDir("rollback-history")
+      const data = path.join(dir, "b")
+      // 16 KiB that do not repeat within themselves
+      const block = Array.from({ length: 256 }, (_, i) => createHash("sha256").update(`seed ${i}`).digest("hex")).join("")
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const w = yield* openForAppend(data, { create: true })
+          yield* w.append(sub("user.t"), 10)
+          const big = stage(dir, "Subject: big\r\n\r\n" + block.repeat(96))
+          const bad = stage(dir, "Subject: tampered\r\n\r\nbody\r\n")
+          fs.writeFileSync(bad.path, "tampered")
+          const failed = yield* w.append(item("MESSAGE", list([big, bad])), 11).pipe(Effect.flip)
+          expect(failed._tag).toBe("StagedFileMismatch")
+          const again = stage(dir, `Subject: again\r\n\r\n${block}${block}`)
+          yield* w.append(item("MESSAGE", list([again])), 12)
+          const bytes = yield* Stream.runCollect(w.reader.messageBytes(again.guid))
+          expect(sha1(Buffer.concat(Chunk.toReadonlyArray(bytes)))).toBe(again.guid)
+        })
+      )
+      expect(checkChunks(data)).toEqual([])
+    }))
+
   it.effect("appendAll: several lines as one unit, each indexed at its own offset; one bad line and none is kept", () =>
     Effect.gen(function*() {
       const dir = tempDir("append-all")
