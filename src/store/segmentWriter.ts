@@ -91,14 +91,34 @@ interface Stream {
 }
 
 /**
+ * At most this many compressors keep their history (about 0.5 MB of zlib state and output
+ * buffer each) in a process, however many backups it has open: the least recently used idle
+ * one is reset to make room. Resetting is always allowed at an APPLY boundary (the next APPLY
+ * then starts a fresh deflate stream), so this bounds memory and costs a little ratio only.
+ */
+const MAX_LIVE_COMPRESSORS = 4
+/** Compressors with a live stream, least recently used first. */
+const live = new Set<ChunkDeflater>()
+
+/** How many compressors hold a live stream now (tests). */
+export const liveCompressors = (): number => live.size
+
+/**
  * The open chunk's compressor. `writeSegment` deflates one APPLY's parts and writes them;
  * `reset` forgets the history (a new chunk, or after a rollback); `close` frees it.
  */
 export class ChunkDeflater {
   private stream: Stream | undefined
+  private busy = false
 
   private current(): Stream {
+    live.delete(this)
+    live.add(this)
     if (this.stream !== undefined) return this.stream
+    for (const other of live) {
+      if (live.size <= MAX_LIVE_COMPRESSORS) break
+      if (other !== this && !other.busy) other.reset()
+    }
     const z = zlib.createDeflateRaw({ chunkSize: OUTPUT_CHUNK })
     const s: Stream = { z, out: [], outBytes: 0, error: undefined }
     z.on("data", (b: Buffer) => {
@@ -116,6 +136,7 @@ export class ChunkDeflater {
   reset(): void {
     const s = this.stream
     this.stream = undefined
+    live.delete(this)
     if (s !== undefined) {
       s.z.removeAllListeners("data")
       s.z.on("error", () => {})
@@ -141,7 +162,14 @@ export class ChunkDeflater {
     acc: Accumulator
   ): Effect.Effect<number, StagedFileMismatch | BackupIoError> {
     return Effect.tryPromise({
-      try: () => this.run(fd, position, raw, parts, acc),
+      try: async () => {
+        this.busy = true
+        try {
+          return await this.run(fd, position, raw, parts, acc)
+        } finally {
+          this.busy = false
+        }
+      },
       catch: (e) =>
         e instanceof Mismatch
           ? new StagedFileMismatch({ path: e.path, message: e.message })
@@ -168,34 +196,47 @@ export class ChunkDeflater {
       for (const b of bufs) acc.file.update(b)
       pos += n
     }
-    // The compressor works on one buffer while the next is filled and hashed.
-    let inFlight: Promise<void> | undefined
+    // The compressor works on one input buffer while the other is filled and hashed: two
+    // buffers, of at most INPUT_BATCH, or of the whole APPLY when it is smaller.
+    let total = 0
+    for (const p of parts) total += p instanceof Uint8Array ? p.length : p.size + 1
+    const batch = Math.min(INPUT_BATCH, Math.max(total, 4096))
+    let spare: Buffer | undefined
+    let inFlight: { done: Promise<void>; own: Buffer | undefined } | undefined
     const settle = async () => {
       if (inFlight === undefined) return
-      const p = inFlight
+      const f = inFlight
       inFlight = undefined
-      await p
+      await f.done
+      spare = f.own ?? spare
       await drainOutput(false)
     }
-    const submit = async (b: Buffer) => {
+    /** Hands `b` to the compressor; `own` is the batch buffer behind it, reused once done. */
+    const submit = async (b: Buffer, own: Buffer | undefined) => {
       await settle()
-      inFlight = new Promise<void>((resolve, reject) =>
-        s.z.write(b, (err) => (err ? reject(err) : s.error !== undefined ? reject(s.error) : resolve()))
-      )
+      inFlight = {
+        own,
+        done: new Promise<void>((resolve, reject) =>
+          s.z.write(b, (err) => (err ? reject(err) : s.error !== undefined ? reject(s.error) : resolve()))
+        )
+      }
     }
     const feed = (b: Uint8Array) => {
       acc.crc = crc32(b, acc.crc)
       acc.length += b.length
       acc.data.update(b)
     }
-    let buf = Buffer.allocUnsafe(INPUT_BATCH)
+    let buf: Buffer = Buffer.allocUnsafe(batch)
     let used = 0
     const submitBuffer = async () => {
       if (used === 0) return
-      const full = buf.subarray(0, used)
-      buf = Buffer.allocUnsafe(INPUT_BATCH)
+      const full = buf
+      const n = used
+      await settle()
+      buf = spare ?? Buffer.allocUnsafe(batch)
+      spare = undefined
       used = 0
-      await submit(full)
+      await submit(full.subarray(0, n), full)
     }
 
     try {
@@ -203,10 +244,10 @@ export class ChunkDeflater {
         if (p instanceof Uint8Array) {
           if (p.length === 0) continue
           feed(p)
-          if (p.length > INPUT_BATCH - used) {
+          if (p.length > batch - used) {
             await submitBuffer()
-            if (p.length > INPUT_BATCH / 4) {
-              await submit(Buffer.from(p.buffer, p.byteOffset, p.byteLength))
+            if (p.length > batch / 4) {
+              await submit(Buffer.from(p.buffer, p.byteOffset, p.byteLength), undefined)
               continue
             }
           }
@@ -221,9 +262,9 @@ export class ChunkDeflater {
           const h = createHash("sha1")
           let n = 0
           for (;;) {
-            if (INPUT_BATCH - used < 64 * 1024) await submitBuffer()
+            if (batch - used < Math.min(64 * 1024, batch / 4)) await submitBuffer()
             // one byte more than is left, so that a longer file shows itself
-            const want = Math.min(INPUT_BATCH - used, p.size - n + 1)
+            const want = Math.min(batch - used, p.size - n + 1)
             const got = await readInto(file, buf, used, want, n)
             if (got === 0) break
             if (n + got > p.size) throw new Mismatch(p.path, `staged file is longer than ${p.size} bytes`)
@@ -250,7 +291,7 @@ export class ChunkDeflater {
       await drainOutput(true)
     } catch (e) {
       // leave nothing in flight that could still touch the stream
-      await inFlight?.catch(() => {})
+      await inFlight?.done.catch(() => {})
       throw e
     }
     return pos - position

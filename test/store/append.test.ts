@@ -14,6 +14,7 @@ import { atom, item, kvlist, list, type File, type Item } from "../../src/protoc
 import { openForRead } from "../../src/store/backupReader.js"
 import { openForAppend } from "../../src/store/backupWriter.js"
 import { reindexFile } from "../../src/store/reindex.js"
+import { liveCompressors } from "../../src/store/segmentWriter.js"
 import { checkChunks, tableRows, tempDir } from "./support.js"
 
 const sub = (name: string): Item => item("SUB", kvlist([["USERID", atom("t")], ["MBOXNAME", atom(name)]]))
@@ -140,6 +141,36 @@ describe("openForAppend", () => {
         })
       )
       expect(checkChunks(data)).toEqual([])
+    }))
+
+  it.effect("many open backups share a bounded number of live compressors, and every one stays decodable", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("many-open")
+      const datas = Array.from({ length: 7 }, (_, i) => path.join(dir, `b${i}`))
+      const bodies: Array<string> = []
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const writers = []
+          for (const d of datas) writers.push(yield* openForAppend(d, { create: true }))
+          for (let round = 0; round < 3; round++) {
+            for (const [i, w] of writers.entries()) {
+              const body = `Subject: ${i}/${round}\r\n\r\n${`backup ${i} round ${round} `.repeat(2000)}\r\n`
+              bodies.push(body)
+              yield* w.append(item("MESSAGE", list([stage(dir, body)])), 10 + round)
+              expect(liveCompressors()).toBeLessThanOrEqual(4)
+            }
+          }
+          for (const [i, w] of writers.entries()) {
+            for (let round = 0; round < 3; round++) {
+              const body = Buffer.from(bodies[round * writers.length + i]!, "latin1")
+              const got = yield* Stream.runCollect(w.reader.messageBytes(sha1(body)))
+              expect(Buffer.concat(Chunk.toReadonlyArray(got)).equals(body)).toBe(true)
+            }
+          }
+        })
+      )
+      expect(liveCompressors()).toBe(0)
+      for (const d of datas) expect(checkChunks(d)).toEqual([])
     }))
 
   it.effect("appendAll: several lines as one unit, each indexed at its own offset; one bad line and none is kept", () =>
