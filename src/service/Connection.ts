@@ -12,7 +12,7 @@
 import { Data, Effect, Option } from "effect"
 import * as fs from "node:fs"
 import * as net from "node:net"
-import * as tls from "node:tls"
+import type * as tls from "node:tls"
 import { Duplex, type Readable, type Writable } from "node:stream"
 import * as zlib from "node:zlib"
 
@@ -229,8 +229,9 @@ const make = (ends: Ends): Connection => {
       inflater = zlib.createInflateRaw()
       deflater = zlib.createDeflateRaw({ level: zlib.constants.Z_DEFAULT_COMPRESSION, memLevel: 9, windowBits: 15 })
     }),
+    // node:tls (and OpenSSL's TLS state) is loaded by the first STARTTLS, not by every session.
     startTls: (options) =>
-      Effect.async<void, ConnectionError>((resume) => {
+      Effect.flatMap(Effect.promise(() => import("node:tls")), (tls) => Effect.async<void, ConnectionError>((resume) => {
         if (socket === undefined) {
           resume(Effect.fail(new ConnectionError({ message: "TLS needs a socket" })))
           return
@@ -259,7 +260,7 @@ const make = (ends: Ends): Connection => {
         })
         server.once("tlsClientError", (e) => settle(Effect.fail(new ConnectionError({ message: e.message }))))
         server.emit("connection", carrier)
-      }),
+      })),
     get compressed() {
       return deflater !== undefined
     },

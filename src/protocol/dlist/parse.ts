@@ -17,7 +17,7 @@
  * Kept on purpose: atoms, quoted strings, keys, flags and partitions end at a NUL byte
  * (Cyrus stores them as C strings); only literal values (Buf) keep NULs.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { createHash, type Hash } from "node:crypto"
 import * as path from "node:path"
 import { Effect } from "effect"
