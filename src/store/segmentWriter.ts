@@ -100,6 +100,17 @@ const MAX_LIVE_COMPRESSORS = 4
 /** Compressors with a live stream, least recently used first. */
 const live = new Set<ChunkDeflater>()
 
+/**
+ * Full-size input buffers, kept between APPLYs (at most four): a sync of thousands of messages
+ * then reuses a few megabytes instead of allocating a new one per batch, which V8 would only
+ * give back at its next collection.
+ */
+const idleBuffers: Array<Buffer> = []
+const takeBuffer = (size: number): Buffer => (size === INPUT_BATCH ? idleBuffers.pop() : undefined) ?? Buffer.allocUnsafe(size)
+const giveBack = (b: Buffer | undefined) => {
+  if (b !== undefined && b.length === INPUT_BATCH && idleBuffers.length < 4 && !idleBuffers.includes(b)) idleBuffers.push(b)
+}
+
 /** How many compressors hold a live stream now (tests). */
 export const liveCompressors = (): number => live.size
 
@@ -226,14 +237,14 @@ export class ChunkDeflater {
       acc.length += b.length
       acc.data.update(b)
     }
-    let buf: Buffer = Buffer.allocUnsafe(batch)
+    let buf: Buffer = takeBuffer(batch)
     let used = 0
     const submitBuffer = async () => {
       if (used === 0) return
       const full = buf
       const n = used
       await settle()
-      buf = spare ?? Buffer.allocUnsafe(batch)
+      buf = spare ?? takeBuffer(batch)
       spare = undefined
       used = 0
       await submit(full.subarray(0, n), full)
@@ -293,6 +304,11 @@ export class ChunkDeflater {
       // leave nothing in flight that could still touch the stream
       await inFlight?.done.catch(() => {})
       throw e
+    } finally {
+      if (inFlight === undefined) {
+        giveBack(buf)
+        giveBack(spare)
+      }
     }
     return pos - position
   }
