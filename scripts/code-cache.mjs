@@ -12,15 +12,6 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 
-/**
- * The V8 options every program runs with: bin/*'s `#!` line, the release's and the installed
- * wrappers pass them (a code cache is only accepted by a V8 with the same options, so the
- * training runs use them too). `--max-semi-space-size=4` (MiB) caps V8's young generation at
- * 8 MiB instead of node's 32: an initial sync of 1,500 messages peaked at 112 MB instead of
- * 143 MB, with the same CPU time (docs/benchmarks.md, profile).
- */
-export const NODE_FLAGS = ["--max-semi-space-size=4"]
-
 /** The arguments and standard input of the run that makes each program's code cache. */
 const trainingRun = (program, conf) =>
   ({
@@ -54,7 +45,7 @@ const writeCodeCache = (file, program, conf, node, loader) => {
   const { args, input } = trainingRun(program, conf)
   const entry = path.join(path.dirname(conf), `${program}.cjs`)
   fs.writeFileSync(entry, `require(${JSON.stringify(loader)})(${JSON.stringify(file)})\n`)
-  const r = spawnSync(node, [...NODE_FLAGS, entry, ...args], {
+  const r = spawnSync(node, [entry, ...args], {
     input,
     env: { ...process.env, CYRUS_BACKUPD_WRITE_CODE_CACHE: "1", BACKUPD_LOG_STDERR: "1" },
     encoding: "latin1"

@@ -6,4 +6,4 @@ export declare const installRelease: (options?: {
   readonly destdir?: string
   readonly node?: string
   readonly from?: string
-}) => { readonly libDir: string; readonly libexecDir: string; readonly codeCache: boolean; readonly programs: ReadonlyArray<string> }
+}) => { readonly libDir: string; readonly libexecDir: string; readonly programs: ReadonlyArray<string> }
