@@ -9,10 +9,16 @@
  *   node scripts/build-release.mjs [--out DIR] [--commit SHA] [--epoch SECONDS]
  *
  * Layout of DIR (default: release/ in the checkout):
- *   backupd ctl_backups cyr_backup restore   wrappers: exec node lib/<program>.mjs
- *   lib/<program>.mjs                        the bundles (ESM)
+ *   backupd ctl_backups cyr_backup restore   wrappers: exec node lib/<program>.cjs
+ *   lib/<program>.cjs                        entry: runs the bundle through lib/load.cjs
+ *   lib/<program>.bundle.cjs                 the bundles (programBundles, below)
+ *   lib/load.cjs                             the loader (bin/load.cjs): V8 code cache
  *   build/Release/{better_sqlite3,fs_ext,posix}.node
  *   package.json build-info.json SHA256SUMS
+ *
+ * The bundles' V8 code caches (lib/<program>.bundle.cjs.cache) are not part of the release:
+ * V8 does not make them byte for byte the same twice, and they are only good for one node.
+ * The install step (scripts/install-prefix.mjs) makes them with the node it installs for.
  */
 import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
@@ -108,15 +114,75 @@ const staticRequires = {
   }
 }
 
-/** Lets bundled CommonJS code `require` node's built-ins and the addons, and refuses old Node. */
-const BANNER = [
-  'import { createRequire as __cybCreateRequire } from "node:module";',
-  "const require = __cybCreateRequire(import.meta.url);",
+/** Refuses a node older than 20 (EX_UNAVAILABLE) before anything else runs. */
+const NODE_CHECK = [
   'if (Number(process.versions.node.split(".")[0]) < 20) {',
   '  process.stderr.write("cyrus-backupd needs Node.js 20 or newer, not " + process.version + "\\n");',
   "  process.exit(69);",
   "}"
+]
+
+/** Lets bundled CommonJS code `require` node's built-ins and the addons, and refuses old Node. */
+const BANNER = [
+  'import { createRequire as __cybCreateRequire } from "node:module";',
+  "const require = __cybCreateRequire(import.meta.url);",
+  ...NODE_CHECK
 ].join("\n")
+
+/**
+ * The programs as `npm run build` (dist/bundle/) and the release (lib/) run them: one CommonJS
+ * bundle per program, minified, ASCII only (V8 then keeps the source as a one-byte string), and
+ * written as a single function expression that bin/load.cjs compiles as a vm.Script with a
+ * code cache. `import.meta.url` becomes the bundle's own file URL, `import()` a lazy require:
+ * what a session does not need (the store's writer and SQLite, TLS) is only initialised on
+ * first use. `release: true` ships the native addons next to the bundle (build/Release), else
+ * they are loaded from node_modules as in a checkout.
+ */
+export const programBundleOptions = (entryPoints, outdir, { release }) => ({
+  absWorkingDir: repoRoot,
+  entryPoints,
+  outdir,
+  entryNames: "[name]",
+  outExtension: { ".js": ".bundle.cjs" },
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node20",
+  minify: true,
+  charset: "ascii",
+  supported: { "dynamic-import": false },
+  // hash-wasm's "main" is a UMD file of every algorithm; its ES module lets esbuild keep SHA-1 only
+  alias: { "hash-wasm": "hash-wasm/dist/index.esm.js" },
+  define: { "import.meta.url": "__cybMetaUrl" },
+  banner: {
+    js: [
+      "(function (exports, require, module, __filename, __dirname) {",
+      'const __cybMetaUrl = require("node:url").pathToFileURL(__filename).href;',
+      ...NODE_CHECK
+    ].join("\n")
+  },
+  footer: { js: "})" },
+  ...(release ? { plugins: [nativeAddons, staticRequires] } : { plugins: [staticRequires], external: ["better-sqlite3", "fs-ext"] }),
+  legalComments: "none",
+  sourcemap: false,
+  metafile: true,
+  logLevel: "silent",
+  write: false
+})
+
+/** Builds the four program bundles; resolves with esbuild's output files (throws on warnings). */
+export const programBundles = async (outdir, { release }) => {
+  const result = await esbuild.build(programBundleOptions(PROGRAMS.map((p) => `src/bin/${p}.ts`), outdir, { release }))
+  if (result.warnings.length > 0) {
+    const text = await esbuild.formatMessages(result.warnings, { kind: "warning" })
+    throw new ReleaseError(`esbuild warnings:\n${text.join("\n")}`)
+  }
+  return result.outputFiles
+}
+
+/** The release's entry for `program`: runs its bundle through the loader. */
+const releaseEntry = (program) =>
+  `"use strict"\n// ${program}: runs lib/${program}.bundle.cjs (see lib/load.cjs)\nrequire("./load.cjs")(require("node:path").join(__dirname, "${program}.bundle.cjs"))\n`
 
 /** The esbuild options shared by the release and by anything bundled the same way (tests). */
 export const bundleOptions = (entryPoints, outdir) => ({
@@ -146,7 +212,7 @@ const wrapper = (program, version) =>
     "# exec, so that the service's pid is node's own (Cyrus master tracks that pid).",
     "# CYRUS_BACKUPD_NODE names another node binary. Call this file by its path, not through a symlink.",
     'here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd) || exit 70',
-    `exec "\${CYRUS_BACKUPD_NODE:-node}" "$here/lib/${program}.mjs" "$@"`,
+    `exec "\${CYRUS_BACKUPD_NODE:-node}" "$here/lib/${program}.cjs" "$@"`,
     ""
   ].join("\n")
 
@@ -174,18 +240,13 @@ export const buildRelease = async ({ outDir = path.join(repoRoot, "release"), co
     if (!fs.existsSync(path.join(repoRoot, from))) throw new ReleaseError(`missing ${from} (for ${name}): run npm ci first`)
   }
 
-  const entries = PROGRAMS.map((p) => `src/bin/${p}.ts`)
-  const result = await esbuild.build(bundleOptions(entries, "lib"))
-  if (result.warnings.length > 0) {
-    const text = await esbuild.formatMessages(result.warnings, { kind: "warning" })
-    throw new ReleaseError(`esbuild warnings:\n${text.join("\n")}`)
-  }
-
   /** @type {Map<string, {bytes: Uint8Array, mode: number}>} relative path → content */
   const files = new Map()
-  for (const out of result.outputFiles) {
+  for (const out of await programBundles("lib", { release: true })) {
     files.set(path.relative(repoRoot, out.path).split(path.sep).join("/"), { bytes: out.contents, mode: 0o644 })
   }
+  files.set("lib/load.cjs", { bytes: fs.readFileSync(path.join(repoRoot, "bin", "load.cjs")), mode: 0o644 })
+  for (const program of PROGRAMS) files.set(`lib/${program}.cjs`, { bytes: Buffer.from(releaseEntry(program)), mode: 0o644 })
   for (const [name, from] of Object.entries(NATIVE_ADDONS)) {
     files.set(`build/Release/${name}`, { bytes: fs.readFileSync(path.join(repoRoot, from)), mode: 0o755 })
   }

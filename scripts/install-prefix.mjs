@@ -3,18 +3,23 @@
  * Installs a built release (scripts/build-release.mjs) under a prefix, the way a Debian host
  * wants it, so that cyrus.conf can name the programs by absolute path:
  *
- *   $PREFIX/lib/cyrus-backupd/            the release (lib/*.mjs, build/Release/*.node, ...)
- *   $PREFIX/libexec/cyrus-backupd/<prog>  wrappers: exec <node> $PREFIX/lib/cyrus-backupd/lib/<prog>.mjs
+ *   $PREFIX/lib/cyrus-backupd/            the release (lib/*.cjs, build/Release/*.node, ...)
+ *   $PREFIX/libexec/cyrus-backupd/<prog>  wrappers: exec <node> $PREFIX/lib/cyrus-backupd/lib/<prog>.cjs
  *
  *   node scripts/install-prefix.mjs [--prefix /usr/local] [--destdir DIR] [--node PATH] [--from release]
  *
  * The wrappers name node by absolute path (default: the node running this script), since
  * master's environment may not have the PATH of an interactive shell. --destdir stages the
  * tree for packaging: files land under DESTDIR/PREFIX but name PREFIX.
+ *
+ * When that node can be run here, the install also makes the bundles' V8 code caches
+ * (lib/<prog>.bundle.cjs.cache, scripts/code-cache.mjs) with it: the programs then start in
+ * about half the time. They are not part of the release, which is byte for byte reproducible.
  */
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
+import { writeCodeCaches } from "./code-cache.mjs"
 
 const PROGRAMS = ["backupd", "ctl_backups", "cyr_backup", "restore"]
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -34,7 +39,7 @@ const wrapper = (program, node, libDir, version) =>
     "#!/bin/sh",
     `# ${program} from cyrus-backupd ${version}, installed in ${libDir}.`,
     "# exec, so that the service's pid is node's own (Cyrus master tracks that pid).",
-    `exec ${shellQuote(node)} ${shellQuote(path.posix.join(libDir, "lib", `${program}.mjs`))} "$@"`,
+    `exec ${shellQuote(node)} ${shellQuote(path.posix.join(libDir, "lib", `${program}.cjs`))} "$@"`,
     ""
   ].join("\n")
 
@@ -75,7 +80,15 @@ export const installRelease = ({ prefix = "/usr/local", destdir = "", node = pro
     fs.writeFileSync(target, wrapper(program, node, libDir, version), { mode: 0o755 })
     fs.chmodSync(target, 0o755)
   }
-  return { libDir, libexecDir, programs: PROGRAMS.map((p) => path.posix.join(libexecDir, p)) }
+  let codeCache = false
+  try {
+    fs.accessSync(node, fs.constants.X_OK)
+    codeCache = true
+  } catch {
+    // packaging for a node that is not on this machine: the programs compile at each start
+  }
+  if (codeCache) writeCodeCaches(path.join(stagedLib, "lib"), PROGRAMS, { node, loader: path.join(stagedLib, "lib", "load.cjs") })
+  return { libDir, libexecDir, codeCache, programs: PROGRAMS.map((p) => path.posix.join(libexecDir, p)) }
 }
 
 const parseCli = (argv) => {

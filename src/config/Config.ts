@@ -2,7 +2,7 @@
  * The effective imapd.conf of one program run: typed options with Cyrus 3.6 defaults,
  * overflow lookups with the service-prefix rule, and the backup partitions.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Context, Effect, Either, Layer } from "effect"
 import { hostname } from "node:os"
 import { ConfigError } from "./ConfigError.js"

@@ -3,7 +3,7 @@
  * (`-X`) or the accept loop under Cyrus's `master`. Exit codes are Cyrus's: 64 for usage
  * errors, 78 for configuration errors, 75 after a graceful shutdown by signal.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { fileURLToPath } from "node:url"
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Cause, Deferred, Duration, Effect, Either, Exit, Layer, Schedule } from "effect"

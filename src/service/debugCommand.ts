@@ -6,7 +6,6 @@
  * The command runs through `/bin/sh -c`, as system(3) would, and its exit status is only logged.
  */
 import { Effect } from "effect"
-import { spawnSync } from "node:child_process"
 
 /** Fills `format` with argv0, pid and service, in that order. Unknown conversions stay as written. */
 export const formatDebugCommand = (format: string, argv0: string, pid: number, service: string): string => {
@@ -27,11 +26,12 @@ export const runDebugCommand = (
   service: string,
   log: (line: string) => void
 ): Effect.Effect<void> =>
-  Effect.sync(() => {
+  // node:child_process is loaded here, not by every start of backupd
+  Effect.flatMap(Effect.promise(() => import("node:child_process")), ({ spawnSync }) => Effect.sync(() => {
     if (format === undefined || format === "") return
     const command = formatDebugCommand(format, argv0, process.pid, service)
     log(`running external debugger: ${command}`)
     const result = spawnSync("/bin/sh", ["-c", command], { stdio: "inherit" })
     const status = result.error !== undefined ? -1 : result.status ?? -1
     log(`debugger returned exit status: ${status}`)
-  })
+  }))

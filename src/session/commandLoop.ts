@@ -10,7 +10,7 @@
  * Open user backups belong to the session's BackupSet; whatever way the session ends, the
  * set's Scope closes them (sealing chunks, releasing locks).
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Cause, Deferred, Duration, Effect, Either, Option, Stream } from "effect"
 import type * as tls from "node:tls"
 import type { AuthenticatorShape, AuthStep } from "../auth/index.js"

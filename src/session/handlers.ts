@@ -20,7 +20,7 @@
  *   in the backup for point-in-time restore until compaction's retention drops it. Lines the
  *   C tools know, so they read such a backup as ever. A user with no backup gets none.
  */
-import type { FileSystem } from "@effect/platform"
+import type * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Either, Option } from "effect"
 import * as fs from "node:fs"
 import { SHARED_KEY, backupKeyOfMboxname, canonicalUserid, useridOfMboxname, type NamingOptions } from "../protocol/mboxname.js"

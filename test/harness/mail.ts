@@ -80,6 +80,8 @@ export interface MessageOptions {
   readonly attachmentRate?: number
   /** Largest attachment in bytes before base64 (default 300 000). */
   readonly maxAttachment?: number
+  /** Smallest attachment in bytes before base64 (default 20 000; sizes are log-uniform in between). */
+  readonly minAttachment?: number
 }
 
 const textLines = (rng: SeededStream, size: number): string => {
@@ -114,9 +116,10 @@ export const makeMessage = (rng: SeededStream, spec: MessageSpec, opts: MessageO
     "MIME-Version: 1.0"
   ]
   if (rng.next() < (opts.attachmentRate ?? 0.1)) {
-    // log-uniform 20 KB .. maxAttachment of random bytes: barely compressible
+    // log-uniform minAttachment .. maxAttachment of random bytes: barely compressible
     const max = opts.maxAttachment ?? 300_000
-    const size = Math.min(max, Math.floor(20_000 * Math.pow(max / 20_000, rng.next())))
+    const min = Math.min(max, opts.minAttachment ?? 20_000)
+    const size = Math.min(max, Math.floor(min * Math.pow(max / min, rng.next())))
     const boundary = `=_harness_${id}_${rng.hex(4)}`
     headers.push(`Content-Type: multipart/mixed; boundary="${boundary}"`)
     const body = [

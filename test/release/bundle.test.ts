@@ -135,7 +135,9 @@ describe("release bundle, alone in a fresh directory", () => {
     expect(r.stdout).toBe(`backupd (cyrus-backupd) ${built.buildInfo.version} (${built.buildInfo.commit})\n`)
     expect(r.status).toBe(0)
     const wrapper = fs.readFileSync(path.join(staged, "usr", "libexec", "cyrus-backupd", "restore"), "utf8")
-    expect(wrapper).toContain("exec '/usr/bin/node' '/usr/lib/cyrus-backupd/lib/restore.mjs' \"$@\"")
+    expect(wrapper).toContain("exec '/usr/bin/node' '/usr/lib/cyrus-backupd/lib/restore.cjs' \"$@\"")
+    // the install made V8 code caches for the node it installed for
+    expect(fs.existsSync(path.join(prefix, "lib", "cyrus-backupd", "lib", "backupd.bundle.cjs.cache"))).toBe(true)
     expect(fs.existsSync(path.join(staged, "usr", "lib", "cyrus-backupd", "build", "Release", "posix.node"))).toBe(true)
   })
 })

@@ -11,7 +11,7 @@ import { buildRelease, repoRoot } from "../../scripts/build-release.mjs"
 import { listTree, removeDir, tempDir } from "./support/release.js"
 
 /** What a build reads from a checkout (esbuild also honours tsconfig.json). */
-const CHECKOUT_INPUTS = ["package.json", "tsconfig.json", "src", "scripts", "build/Release/posix.node"]
+const CHECKOUT_INPUTS = ["package.json", "tsconfig.json", "src", "scripts", "bin/load.cjs", "build/Release/posix.node"]
 
 /**
  * A second checkout at another path and depth. node_modules is hard-linked (cheap, and the build
@@ -52,7 +52,8 @@ describe("release build", () => {
     expect(a.map((f) => f.name)).toEqual(
       expect.arrayContaining([
         "backupd", "ctl_backups", "cyr_backup", "restore",
-        "lib/backupd.mjs", "lib/ctl_backups.mjs", "lib/cyr_backup.mjs", "lib/restore.mjs",
+        "lib/backupd.cjs", "lib/ctl_backups.cjs", "lib/cyr_backup.cjs", "lib/restore.cjs", "lib/load.cjs",
+        "lib/backupd.bundle.cjs", "lib/ctl_backups.bundle.cjs", "lib/cyr_backup.bundle.cjs", "lib/restore.bundle.cjs",
         "build/Release/better_sqlite3.node", "build/Release/fs_ext.node", "build/Release/posix.node",
         "package.json", "build-info.json", "SHA256SUMS"
       ])

@@ -14,6 +14,7 @@ import { atom, item, kvlist, list, type File, type Item } from "../../src/protoc
 import { openForRead } from "../../src/store/read/BackupReader.js"
 import { openForAppend } from "../../src/store/write/BackupWriter.js"
 import { reindexFile } from "../../src/store/maintain/reindex.js"
+import { liveCompressors } from "../../src/store/write/segmentWriter.js"
 import { checkChunks, tableRows } from "./support.js"
 import { tempDir } from "../support/cyrus.js"
 
@@ -113,6 +114,64 @@ describe("openForAppend", () => {
         { mboxname: "user.t" },
         { mboxname: "user.t.after" }
       ])
+    }))
+
+  it.effect("an APPLY that failed after part of it was compressed leaves no history behind for the next one", () =>
+    Effect.gen(function*() {
+      // The chunk's compressor outlives an APPLY. Here the failing APPLY's first message (over
+      // 1 MiB, so some of it reaches the compressor) is a 16 KiB block repeated; the
+      // next APPLY's message is that block again, which a compressor that still remembered the
+      // rolled-back bytes would encode as references to them: bytes the file no longer holds.
+      const dir = tempDir("rollback-history")
+      const data = path.join(dir, "b")
+      // 16 KiB that do not repeat within themselves
+      const block = Array.from({ length: 256 }, (_, i) => createHash("sha256").update(`seed ${i}`).digest("hex")).join("")
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const w = yield* openForAppend(data, { create: true })
+          yield* w.append(sub("user.t"), 10)
+          const big = stage(dir, "Subject: big\r\n\r\n" + block.repeat(96))
+          const bad = stage(dir, "Subject: tampered\r\n\r\nbody\r\n")
+          fs.writeFileSync(bad.path, "tampered")
+          const failed = yield* w.append(item("MESSAGE", list([big, bad])), 11).pipe(Effect.flip)
+          expect(failed._tag).toBe("StagedFileMismatch")
+          const again = stage(dir, `Subject: again\r\n\r\n${block}${block}`)
+          yield* w.append(item("MESSAGE", list([again])), 12)
+          const bytes = yield* Stream.runCollect(w.reader.messageBytes(again.guid))
+          expect(sha1(Buffer.concat(Chunk.toReadonlyArray(bytes)))).toBe(again.guid)
+        })
+      )
+      expect(checkChunks(data)).toEqual([])
+    }))
+
+  it.effect("many open backups share a bounded number of live compressors, and every one stays decodable", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("many-open")
+      const datas = Array.from({ length: 7 }, (_, i) => path.join(dir, `b${i}`))
+      const bodies: Array<string> = []
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const writers = []
+          for (const d of datas) writers.push(yield* openForAppend(d, { create: true }))
+          for (let round = 0; round < 3; round++) {
+            for (const [i, w] of writers.entries()) {
+              const body = `Subject: ${i}/${round}\r\n\r\n${`backup ${i} round ${round} `.repeat(2000)}\r\n`
+              bodies.push(body)
+              yield* w.append(item("MESSAGE", list([stage(dir, body)])), 10 + round)
+              expect(liveCompressors()).toBeLessThanOrEqual(4)
+            }
+          }
+          for (const [i, w] of writers.entries()) {
+            for (let round = 0; round < 3; round++) {
+              const body = Buffer.from(bodies[round * writers.length + i]!, "latin1")
+              const got = yield* Stream.runCollect(w.reader.messageBytes(sha1(body)))
+              expect(Buffer.concat(Chunk.toReadonlyArray(got)).equals(body)).toBe(true)
+            }
+          }
+        })
+      )
+      expect(liveCompressors()).toBe(0)
+      for (const d of datas) expect(checkChunks(d)).toEqual([])
     }))
 
   it.effect("appendAll: several lines as one unit, each indexed at its own offset; one bad line and none is kept", () =>

@@ -5,7 +5,7 @@
  * and `stagingSink` writes each literal to `<stagingDir>/sync./<pid>/<guid>`, as backupd
  * stages uploads and compaction stages the messages it writes again.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import * as path from "node:path"
 import { Effect, type Scope } from "effect"
 

@@ -11,7 +11,7 @@
  * Unlike Cyrus, a staged file that no longer matches (missing, other size, SHA-1 not the
  * GUID) is an error, never silently printed as `NIL` (docs/gaps.md G23).
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { createHash } from "node:crypto"
 import { Effect, Stream } from "effect"
 import { astring, cString, literal, type LiteralForm } from "./astring.js"

@@ -8,7 +8,7 @@
  * survive.
  */
 import * as Reactivity from "@effect/experimental/Reactivity"
-import { SqlClient } from "@effect/sql"
+import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Cause, Effect, Exit, FiberRef, Scope } from "effect"
 import { BackupIndexError } from "../errors.js"

@@ -1,10 +1,12 @@
 /**
  * The live UserBackups: backups.db (twoskip) says where a key's backup is, Partitions place a
  * new one, and `openForAppend` locks and opens it.
+ *
+ * The writer (and with it SQLite, the index code and hash-wasm) is loaded by the first open, not
+ * at start-up: a session that only asks about users without backups never needs it.
  */
 import { Effect, Layer, Option } from "effect"
 import { Partitions } from "../../partitions/index.js"
-import { openForAppend } from "../write/BackupWriter.js"
 import { BackupsDb, type BackupsDbService } from "./BackupsDb.js"
 import { BackupLocateError, UserBackups, type UserBackupsShape } from "./UserBackups.js"
 
@@ -18,6 +20,7 @@ export const makeUserBackups = (db: BackupsDbService): UserBackupsShape => ({
         ? Option.some(yield* db.locateOrCreate(key).pipe(Effect.mapError(locateError(key))))
         : yield* db.lookup(key).pipe(Effect.mapError(locateError(key)))
       if (Option.isNone(location)) return Option.none()
+      const { openForAppend } = yield* Effect.promise(() => import("../write/BackupWriter.js"))
       return Option.some(yield* openForAppend(location.value.dataPath, { create: true }))
     })
 })

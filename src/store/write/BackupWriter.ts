@@ -12,6 +12,7 @@
  * is something to acknowledge, and a GET-only session then leaves no empty member behind
  * (gaps G14/G15). Closing the scope seals the member and releases the lock.
  */
+import { createHash, type Hash } from "node:crypto"
 import { Effect, Scope } from "effect"
 import type { Item } from "../../protocol/dlist/value.js"
 import { writeChunkState, type ChunkState } from "../index/ChunkState.js"
@@ -22,9 +23,12 @@ import { indexApply } from "../index/apply.js"
 import { indexError, inTransaction, run } from "../index/db.js"
 import { makeReader, type BackupReader } from "../read/BackupReader.js"
 import { openBackup } from "../openBackup.js"
-import { syncData, truncateTo, writeSegment, type Accumulator } from "./segmentWriter.js"
+import { ChunkDeflater, syncData, truncateTo, type Accumulator } from "./segmentWriter.js"
 import { newSha1, peekDigest, saveState, stateFromHex, stateToHex } from "../format/sha1State.js"
 import { recoverTail, sealState, type RecoveryReport } from "./tailRecovery.js"
+
+/** SHA-1 of CHUNK_HEADER alone: the data_sha1 of a chunk row before its first line is counted. */
+const CHUNK_HEADER_SHA1 = createHash("sha1").update(CHUNK_HEADER).digest("hex")
 
 export interface AppendResult {
   readonly chunkId: number
@@ -73,16 +77,26 @@ export const openForAppend = (
     let tail: ChunkState = recovery.state
     let openChunk: number | null = null
     let closed = false
-    const dataHash = yield* newSha1
+    // The open chunk's uncompressed SHA-1 is only ever needed in this process (a chunk left
+    // open is sealed, never continued, by the next opener), so it is node's native hash; a
+    // copy taken before each APPLY is what a rollback returns to. The file's SHA-1 state is
+    // saved in the index (the next chunk's file_sha1 without re-reading the file): hash-wasm.
+    let dataHash: Hash = createHash("sha1")
+    let dataBefore: Hash | undefined
     const fileHash = yield* newSha1
     fileHash.load(stateFromHex(tail.fileState))
+    // one compressor for the open chunk (segmentWriter.ts)
+    const deflater = new ChunkDeflater()
+    yield* Effect.addFinalizer(() => Effect.sync(() => deflater.close()))
 
     const rollbackData = (before: ChunkState) =>
-      truncateTo(file.fd, file.path, before.endOffset).pipe(
+      Effect.sync(() => deflater.reset()).pipe(
+        Effect.zipRight(truncateTo(file.fd, file.path, before.endOffset)),
         Effect.tap(() =>
           Effect.sync(() => {
             fileHash.load(stateFromHex(before.fileState))
-            if (openChunk !== null) dataHash.load(stateFromHex(before.dataState))
+            if (dataBefore !== undefined) dataHash = dataBefore
+            dataBefore = undefined
           })
         ),
         Effect.catchAll(() => Effect.sync(() => { closed = true }))
@@ -94,7 +108,11 @@ export const openForAppend = (
         const before = tail
         const ts = Math.max(Math.floor(tsIn ?? now()), before.lastTs)
         const startNew = openChunk === null
-        if (startNew) dataHash.init()
+        if (startNew) {
+          dataHash = createHash("sha1")
+          deflater.reset()
+        }
+        dataBefore = dataHash.copy()
         const acc: Accumulator = { crc: startNew ? 0 : before.crc, length: startNew ? 0 : before.length, data: dataHash, file: fileHash }
         // each line printed once: its parts are written, and their length places the next line
         const lines = items.map((it) => lineParts(it, ts))
@@ -108,17 +126,15 @@ export const openForAppend = (
         const txn = Effect.gen(function*() {
           let chunkId = openChunk ?? 0
           if (startNew) {
-            const header = yield* newSha1
-            header.update(CHUNK_HEADER)
             const r = yield* run(
               sql,
               "INSERT INTO chunk (ts_start, ts_end, offset, length, file_sha1, data_sha1) VALUES (?, ?, ?, ?, ?, ?);",
-              [ts, ts, before.endOffset, CHUNK_HEADER.length, peekDigest(fileHash), header.digest("hex")]
+              [ts, ts, before.endOffset, CHUNK_HEADER.length, peekDigest(fileHash), CHUNK_HEADER_SHA1]
             )
             chunkId = r.lastInsertRowid
           }
           for (const [k, it] of items.entries()) yield* indexApply(sql, indexPath, it, { chunkId, ts, offset: lineOffsets[k]! })
-          const written = yield* writeSegment(
+          const written = yield* deflater.writeSegment(
             file.fd,
             file.path,
             before.endOffset,
@@ -127,17 +143,19 @@ export const openForAppend = (
             acc
           )
           if (durable) yield* syncData(file.fd, file.path)
+          const dataSha1 = dataHash.copy().digest("hex")
           const next: ChunkState = {
             chunkId,
             sealed: false,
             endOffset: before.endOffset + written,
             length: acc.length,
             crc: acc.crc,
-            dataState: stateToHex(saveState(dataHash)),
+            // not needed across processes (above); kept as the digest so far, for inspection
+            dataState: dataSha1,
             fileState: stateToHex(saveState(fileHash)),
             lastTs: ts
           }
-          yield* run(sql, "UPDATE chunk SET ts_end = ?, length = ?, data_sha1 = ? WHERE id = ?;", [ts, acc.length, peekDigest(dataHash), chunkId])
+          yield* run(sql, "UPDATE chunk SET ts_end = ?, length = ?, data_sha1 = ? WHERE id = ?;", [ts, acc.length, dataSha1, chunkId])
           yield* writeChunkState(sql, next)
           return next
         })
@@ -147,6 +165,7 @@ export const openForAppend = (
           Effect.onError(() => rollbackData(before))
         )
         tail = next
+        dataBefore = undefined
         openChunk = next.chunkId
         return lineOffsets.map((offset) => ({ chunkId: next.chunkId!, offset, ts }))
       }).pipe(Effect.uninterruptible) as Effect.Effect<ReadonlyArray<AppendResult>, AppendError>
