@@ -149,6 +149,9 @@ mon data avail crit = 1
 # otherwise dominates start-up
 paxos propose interval = 0.1
 client mount timeout = 30
+# a gateway killed by a fault test leaves a watch behind; metadata changes (bucket create and
+# delete) wait for it to time out, 30 s by default
+osd client watch timeout = 5
 [client]
 # without cephx the gateway must not ask for a "secure" monitor session
 ms mon client mode = crc

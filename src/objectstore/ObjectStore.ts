@@ -43,7 +43,8 @@ import {
 import { clearNaming, keyedNaming, MARKER_NAME, MAX_SEQ, parseManifestName, USERS_DIR, type Naming } from "./naming.js"
 import { DEFAULT_RETRY, errorCode, errorStatus, loadSdk, makeClient, request, withRetry, type RetryPolicy, type Sdk } from "./s3.js"
 import { readCredentials, readIdentities, readRecipients, objectStoreSettings, type ObjectStoreSettings } from "./settings.js"
-import { checkSealedMember, memberStream, openSource, scanMember, type ChunkMeta, type ChunkSource } from "./source.js"
+import { checkSealedMember, memberFiller, memberStream, openSource, scanMember, type ChunkMeta, type ChunkSource } from "./source.js"
+import { putObjectFromSource, streamFiller } from "./upload.js"
 
 // --- the API ------------------------------------------------------------------------------
 
@@ -455,17 +456,23 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
     readonly retainUntil: string | undefined
   }
 
-  const head = (r: Ready, key: string): Effect.Effect<Head | undefined, ObjectStoreError> =>
+  /** HEAD without retries (for use inside an operation that is retried as a whole). */
+  const headOnce = (r: Ready, key: string): Effect.Effect<Head | undefined, ObjectStoreError> =>
     Effect.catchIf(
-      Effect.map(sendWith<S3.HeadObjectOutput>(r, "HeadObject", new r.sdk.s3.HeadObjectCommand({ Bucket: bucket, Key: key }), key), (h): Head | undefined => ({
+      Effect.map(
+        request(ctx("HeadObject", key), (abortSignal) => r.client.send(new r.sdk.s3.HeadObjectCommand({ Bucket: bucket, Key: key }), { abortSignal })),
+        (h): Head | undefined => ({
         size: h.ContentLength ?? -1,
         etag: h.ETag ?? "",
         versionId: h.VersionId,
-        retainUntil: h.ObjectLockRetainUntilDate?.toISOString()
-      })),
+          retainUntil: h.ObjectLockRetainUntilDate?.toISOString()
+        })
+      ),
       (e) => e._tag === "ObjectStoreRequestFailed" && e.status === 404,
       () => Effect.succeed(undefined)
     )
+
+  const head = (r: Ready, key: string) => retry(headOnce(r, key))
 
   const getBytes = (r: Ready, key: string) =>
     Effect.flatMap(sendWith<S3.GetObjectOutput>(r, "GetObject", new r.sdk.s3.GetObjectCommand({ Bucket: bucket, Key: key }), key), (o) =>
@@ -535,34 +542,38 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
         // from the file, re-hashed on the way (a file that changed fails the stream before the commit)
         let reused = true
         const attempt = Effect.gen(function*() {
-          if ((yield* head(r, key)) !== undefined) return
+          if ((yield* headOnce(r, key)) !== undefined) return
           reused = false
           const again = createHash("sha256")
-          const plain = memberStream(fd, meta, (b) => void again.update(b), () => {
+          const check = () => {
             if (again.digest("hex") !== sha256) {
-              throw new ObjectStoreSourceError({ path: source.path ?? `fd ${fd}`, message: `${source.path ?? `fd ${fd}`}: chunk ${meta.id} changed while it was uploaded` })
+              const where = source.path ?? `fd ${fd}`
+              throw new ObjectStoreSourceError({ path: where, message: `${where}: chunk ${meta.id} changed while it was uploaded` })
             }
-          })
-          const body = recipients === undefined ? { stream: plain, size: meta.size } : yield* fromPromise("age", () => encryptStream(recipients, plain, meta.size))
-          if (body.size !== expected) return yield* Effect.fail(integrity(key, `age produced ${body.size} bytes, expected ${expected}`))
-          yield* request(ctx("Upload", key), (signal) => {
-            const upload = new r.sdk.Upload({
-              client: r.client,
-              partSize,
-              queueSize,
-              params: {
-                Bucket: bucket,
-                Key: key,
-                Body: body.stream,
-                ContentLength: body.size,
-                IfNoneMatch: "*",
-                ContentType: recipients === undefined ? "application/gzip" : "application/octet-stream",
-                Metadata: recipients === undefined ? { "cyb-sha256": sha256 } : {},
-                ...lockParams(r)
-              }
-            })
-            signal.addEventListener("abort", () => void upload.abort())
-            return upload.done()
+          }
+          const fill =
+            recipients === undefined
+              ? memberFiller(fd, meta, (b) => void again.update(b), check)
+              : streamFiller(
+                  (yield* fromPromise("age", () =>
+                    encryptStream(recipients, memberStream(fd, meta, (b) => void again.update(b), check), meta.size)
+                  )).stream
+                )
+          yield* putObjectFromSource({
+            sdk: r.sdk.s3,
+            client: r.client,
+            context: { endpoint, bucket },
+            params: {
+              Bucket: bucket,
+              Key: key,
+              ContentType: recipients === undefined ? "application/gzip" : "application/octet-stream",
+              Metadata: recipients === undefined ? { "cyb-sha256": sha256 } : {},
+              ...lockParams(r)
+            },
+            size: expected,
+            fill,
+            partSize,
+            queueSize
           })
         })
         yield* Effect.catchIf(

@@ -6,12 +6,11 @@
  * Checksums: Ceph 16's radosgw verifies `Content-MD5` (BadDigest otherwise) and ignores the
  * newer `x-amz-checksum-*` headers, so the SDK's own checksum calculation is switched to
  * "when required" and a build-step middleware adds `Content-MD5` to every request whose body
- * is in memory — every PutObject and every UploadPart of `@aws-sdk/lib-storage` (its parts
- * are buffers). SigV4 additionally signs the body's SHA-256, which the store checks too.
+ * is in memory — every PutObject and every UploadPart (upload.ts sends only buffers). SigV4
+ * additionally signs the body's SHA-256, which the store checks too.
  */
 import { createHash } from "node:crypto"
 import type * as S3 from "@aws-sdk/client-s3"
-import type * as LibStorage from "@aws-sdk/lib-storage"
 import { Duration, Effect, Schedule } from "effect"
 import {
   isTransient,
@@ -23,12 +22,8 @@ import {
 } from "./errors.js"
 import type { Credentials, ObjectStoreSettings } from "./settings.js"
 
-export type S3Sdk = typeof S3
-export type UploadClass = typeof LibStorage.Upload
-
 export interface Sdk {
-  readonly s3: S3Sdk
-  readonly Upload: UploadClass
+  readonly s3: typeof S3
 }
 
 let sdkLoad: Promise<Sdk> | undefined
@@ -36,7 +31,7 @@ let sdkLoad: Promise<Sdk> | undefined
 export const loadSdk = (): Promise<Sdk> => {
   // the SDK warns on stderr under Node < 22; our tools' output must stay as documented
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true"
-  return (sdkLoad ??= Promise.all([import("@aws-sdk/client-s3"), import("@aws-sdk/lib-storage")]).then(([s3, ls]) => ({ s3, Upload: ls.Upload })))
+  return (sdkLoad ??= import("@aws-sdk/client-s3").then((s3) => ({ s3 })))
 }
 
 export interface ClientOptions {

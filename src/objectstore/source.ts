@@ -104,15 +104,43 @@ export const scanMember = (s: ChunkSource, fd: number, meta: ChunkMeta, onBlock:
   })
 
 /**
+ * The member as a filler for upload.ts: reads straight into the caller's part buffers.
+ * `onBlock` sees every block; `atEnd` runs when more is asked for after the last byte, and
+ * may throw to fail the upload before it commits.
+ */
+export const memberFiller = (fd: number, meta: ChunkMeta, onBlock: (b: Uint8Array) => void, atEnd: () => void) => {
+  let done = 0
+  let ended = false
+  return async (buf: Buffer): Promise<number> => {
+    let n = 0
+    while (n < buf.length && done < meta.size) {
+      const want = Math.min(buf.length - n, meta.size - done)
+      const got = await readAt(fd, buf.subarray(n, n + want), want, meta.offset + done)
+      if (got === 0) throw new Error(`file ends at ${meta.offset + done}, inside chunk ${meta.id}`)
+      onBlock(buf.subarray(n, n + got))
+      n += got
+      done += got
+    }
+    if (n < buf.length && !ended) {
+      ended = true
+      atEnd()
+    }
+    return n
+  }
+}
+
+/**
  * The member as a pull-based web stream (one block read per pull: back-pressure reaches the
  * file). `onBlock` sees every block; `atEnd` runs before the stream closes and may throw to
  * fail it — so a consumer that commits only after the end (an S3 upload) commits nothing.
+ * Blocks of exactly the multipart part size let lib-storage send them without copying.
  */
 export const memberStream = (
   fd: number,
   meta: ChunkMeta,
   onBlock: (b: Uint8Array) => void,
-  atEnd: () => void
+  atEnd: () => void,
+  blockSize: number = BLOCK
 ): ReadableStream<Uint8Array> => {
   let done = 0
   return new ReadableStream<Uint8Array>(
@@ -123,11 +151,15 @@ export const memberStream = (
           controller.close()
           return
         }
-        const want = Math.min(BLOCK, meta.size - done)
+        const want = Math.min(blockSize, meta.size - done)
         const buf = Buffer.allocUnsafe(want)
-        const n = await readAt(fd, buf, want, meta.offset + done)
-        if (n === 0) throw new Error(`file ends at ${meta.offset + done}, inside chunk ${meta.id}`)
-        const block = buf.subarray(0, n)
+        let n = 0
+        while (n < want) {
+          const got = await readAt(fd, buf.subarray(n), want - n, meta.offset + done + n)
+          if (got === 0) throw new Error(`file ends at ${meta.offset + done + n}, inside chunk ${meta.id}`)
+          n += got
+        }
+        const block = buf
         onBlock(block)
         done += n
         controller.enqueue(block)

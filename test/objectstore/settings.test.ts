@@ -247,7 +247,6 @@ describe("lazy loading", () => {
     const staticImports = [...text.matchAll(/^import\s[^;]*?from\s*"([^"]+)"/gm)].map((m) => m[1])
     expect(staticImports.filter((p) => p!.startsWith("@aws-sdk/") || p!.startsWith("@smithy/") || p === "age-encryption")).toEqual([])
     expect(text).toContain('import("@aws-sdk/client-s3")')
-    expect(text).toContain('import("@aws-sdk/lib-storage")')
     expect(text).toContain('import("age-encryption")')
   })
 })

@@ -13,6 +13,7 @@ import { Effect, Either, Stream } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { makeObjectStore } from "../../src/objectstore/ObjectStore.js"
 import { loadSdk, makeClient } from "../../src/objectstore/s3.js"
+import { putObjectFromSource } from "../../src/objectstore/upload.js"
 import { reindexFile } from "../../src/store/reindex.js"
 import { tableRows } from "../store/support.js"
 import { cephContext, createBucket, credentialsFile, rawClient, removeBucket, startCeph, storeSettings, warnIfNoCeph, type S3Env } from "../support/ceph.js"
@@ -69,7 +70,23 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       { step: "finalizeRequest", name: "testSpy" }
     )
     const body = Buffer.alloc(12 << 20, 7)
-    await new sdk.Upload({ client, partSize: 5 << 20, params: { Bucket: bucket, Key: "md5/multipart", Body: body } }).done()
+    let at = 0
+    await Effect.runPromise(
+      putObjectFromSource({
+        sdk: sdk.s3,
+        client,
+        context: { endpoint: env.endpoint, bucket },
+        params: { Bucket: bucket, Key: "md5/multipart", ContentType: "application/octet-stream", Metadata: {} },
+        size: body.length,
+        fill: async (buf) => {
+          const n = body.copy(buf, 0, at, Math.min(body.length, at + buf.length))
+          at += n
+          return n
+        },
+        partSize: 5 << 20,
+        queueSize: 2
+      })
+    )
     await client.send(new sdk.s3.PutObjectCommand({ Bucket: bucket, Key: "md5/single", Body: Buffer.from("one shot") }))
     client.destroy()
     expect(seen.filter((s) => s.query.includes("partNumber"))).toHaveLength(3)
