@@ -3,6 +3,8 @@ import { defineConfig } from "vitest/config"
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    // One throwaway Ceph (S3) for the whole run, started by the first file that needs it.
+    globalSetup: ["test/support/cephGlobalSetup.ts"],
     // Interop tests start real Cyrus processes; give them room.
     testTimeout: 120_000,
     hookTimeout: 180_000,

@@ -10,8 +10,11 @@ import { fileURLToPath } from "node:url"
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..")
 
-/** Bundles `entry` (a path under the checkout) to `<cache>/<name>-<pid>.mjs`; resolves with its path. */
-export const bundleEntry = async (entry: string, name: string): Promise<string> => {
+/**
+ * Bundles `entry` (a path under the checkout) to `<cache>/<name>-<pid>.mjs`; resolves with its path.
+ * `external` packages are left to be imported from node_modules (large ones bundle slowly).
+ */
+export const bundleEntry = async (entry: string, name: string, external: ReadonlyArray<string> = []): Promise<string> => {
   const esbuild = (await import("esbuild")) as typeof import("esbuild")
   const outfile = path.join(REPO, "node_modules", ".cache", "cyrus-backupd-tests", `${name}-${process.pid}.mjs`)
   await esbuild.build({
@@ -19,7 +22,7 @@ export const bundleEntry = async (entry: string, name: string): Promise<string> 
     bundle: true,
     platform: "node",
     format: "esm",
-    external: ["better-sqlite3", "fs-ext"],
+    external: ["better-sqlite3", "fs-ext", ...external],
     // Bundled CommonJS dependencies call require(); give the ESM bundle one.
     banner: { js: 'import { createRequire as __createRequire } from "node:module"; const require = __createRequire(import.meta.url);' },
     outfile,

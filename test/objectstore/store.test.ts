@@ -1,0 +1,241 @@
+/**
+ * The object-store library against a real Ceph radosgw (test/support/ceph.ts): conditional
+ * create, Content-MD5 on every request and the store checking it, multipart round trips,
+ * manifests and rebuilding a data file byte for byte, verification, and the errors for
+ * wrong credentials, a missing bucket and an unreachable store.
+ */
+import { createHash } from "node:crypto"
+import fs from "node:fs"
+import path from "node:path"
+import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Stream } from "effect"
+import { afterAll, beforeAll } from "vitest"
+import { makeObjectStore } from "../../src/objectstore/ObjectStore.js"
+import { loadSdk, makeClient } from "../../src/objectstore/s3.js"
+import { putObjectFromSource } from "../../src/objectstore/upload.js"
+import { reindexFile } from "../../src/store/index.js"
+import { tableRows } from "../store/support.js"
+import { cephContext, createBucket, credentialsFile, rawClient, removeBucket, startCeph, storeSettings, warnIfNoCeph, type S3Env } from "../support/ceph.js"
+import { bigMember, chunkMetas, goldenBackup, QUICK_RETRY, sha1File, tempDir } from "./support.js"
+
+const ceph = cephContext()
+warnIfNoCeph("object store suite")
+
+describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
+  let env: S3Env
+  let bucket: string
+  beforeAll(async () => {
+    env = startCeph()
+    bucket = await createBucket(env, "os-store")
+  })
+  afterAll(async () => {
+    if (env !== undefined && bucket !== undefined) await removeBucket(env, bucket)
+  })
+
+  it("If-None-Match: * makes the second PUT of a key fail (412) and leaves the first", async () => {
+    const s3 = rawClient(env)
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "inm/one", Body: Buffer.from("first"), IfNoneMatch: "*" }))
+    const second = await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "inm/one", Body: Buffer.from("second"), IfNoneMatch: "*" })).then(
+      () => "accepted",
+      (e: { $metadata?: { httpStatusCode?: number }; name?: string }) => `${e.$metadata?.httpStatusCode} ${e.name}`
+    )
+    expect(second).toBe("412 PreconditionFailed")
+    const now = await (await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "inm/one" }))).Body!.transformToString()
+    expect(now).toBe("first")
+    s3.destroy()
+  })
+
+  it("the store checks Content-MD5, and our client sends it on every PUT and UploadPart", async () => {
+    const s3 = rawClient(env)
+    const wrong = createHash("md5").update("something else").digest("base64")
+    const bad = await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "md5/bad", Body: Buffer.from("payload"), ContentMD5: wrong })).then(
+      () => "accepted",
+      (e: { $metadata?: { httpStatusCode?: number }; name?: string }) => `${e.$metadata?.httpStatusCode} ${e.name}`
+    )
+    expect(bad).toBe("400 BadDigest")
+    s3.destroy()
+
+    const sdk = await loadSdk()
+    const client = makeClient(sdk, storeSettings(env, bucket), { accessKeyId: env.accessKeyId, secretAccessKey: env.secretAccessKey }, { connectionTimeoutMs: 5000, requestTimeoutMs: 60000 })
+    const seen: Array<{ query: string; md5: string | undefined; body: string }> = []
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const req = args.request as { query?: Record<string, string>; headers: Record<string, string>; body?: unknown }
+        if (req.body instanceof Uint8Array) {
+          seen.push({ query: Object.keys(req.query ?? {}).sort().join(","), md5: req.headers["content-md5"], body: createHash("md5").update(req.body).digest("base64") })
+        }
+        return next(args)
+      },
+      { step: "finalizeRequest", name: "testSpy" }
+    )
+    const body = Buffer.alloc(12 << 20, 7)
+    let at = 0
+    await Effect.runPromise(
+      putObjectFromSource({
+        sdk: sdk.s3,
+        client,
+        context: { endpoint: env.endpoint, bucket },
+        params: { Bucket: bucket, Key: "md5/multipart", ContentType: "application/octet-stream", Metadata: {} },
+        size: body.length,
+        fill: async (buf) => {
+          const n = body.copy(buf, 0, at, Math.min(body.length, at + buf.length))
+          at += n
+          return n
+        },
+        partSize: 5 << 20,
+        queueSize: 2
+      })
+    )
+    await client.send(new sdk.s3.PutObjectCommand({ Bucket: bucket, Key: "md5/single", Body: Buffer.from("one shot") }))
+    client.destroy()
+    expect(seen.filter((s) => s.query.includes("partNumber"))).toHaveLength(3)
+    expect(seen).toHaveLength(4)
+    for (const s of seen) expect(s.md5).toBe(s.body)
+  })
+
+  it.live("multipart round trip of a 20 MB member: ETag of 3 parts, bytes back unchanged, checksums verified", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("os-mp")
+      const file = path.join(dir, "member.gz")
+      const meta = yield* Effect.promise(() => bigMember(file, 20 << 20))
+      expect(meta.size).toBeGreaterThan(16 << 20)
+      const store = makeObjectStore(storeSettings(env, bucket, { prefix: "mp/" }))
+      const up = yield* store.uploadChunk("carol", { path: file }, meta)
+      expect(up.reused).toBe(false)
+      expect(up.entry.etag).toMatch(/-3"$/)
+      expect(up.entry.stored).toBe(meta.size)
+      expect(up.entry.object).toBe(`users/carol/chunks/${up.entry.sha256}.gz`)
+      const back = Buffer.concat(yield* Stream.runCollect(store.downloadChunk(up.entry)).pipe(Effect.map((c) => [...c])))
+      expect(back.equals(fs.readFileSync(file))).toBe(true)
+      const v = yield* store.verifyObject(up.entry, "full")
+      expect(v).toMatchObject({ ok: true, problems: [] })
+      // a second upload of the same chunk finds it (the content id names it) and sends nothing
+      const again = yield* store.uploadChunk("carol", { path: file }, meta)
+      expect(again).toMatchObject({ reused: true, entry: up.entry })
+    }))
+
+  it.live("a real backup: chunks and manifests up, the data file rebuilt byte for byte, reindexed alike", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("os-rt")
+      const data = yield* goldenBackup(dir)
+      const metas = chunkMetas(data)
+      expect(metas.length).toBeGreaterThan(1)
+      const store = makeObjectStore(storeSettings(env, bucket, { prefix: "rt/" }))
+      const fd = fs.openSync(data, "r")
+      const entries = []
+      for (const m of metas) entries.push((yield* store.uploadChunk("alice", { fd, path: data }, m)).entry)
+      fs.closeSync(fd)
+      // first the leading chunks (a full manifest), then the rest (an append)
+      const first = yield* store.putManifest({ user: "alice", dataFile: data, chunks: entries.slice(0, 2) })
+      expect(first.head).toMatchObject({ seq: 1, kind: "full", chainLength: 1, chunkCount: 2 })
+      const second = yield* store.putManifest({ user: "alice", dataFile: data, chunks: entries, previous: first.head })
+      expect(second.head).toMatchObject({ seq: 2, kind: "append", chainLength: 2, chunkCount: entries.length, end: fs.statSync(data).size })
+      const unchanged = yield* store.putManifest({ user: "alice", dataFile: data, chunks: entries, previous: second.head })
+      expect(unchanged.written).toBe(false)
+
+      expect(yield* store.listUserDirs).toEqual(["alice"])
+      expect(yield* store.latestSeq("alice")).toBe(2)
+      const resolved = (yield* store.latestManifest("alice"))!
+      expect(resolved).toMatchObject({ user: "alice", dataFile: data, host: "cyb-test" })
+      expect(resolved.chunks).toEqual(entries)
+      const older = (yield* store.latestManifest("alice", { atOrBefore: 1 }))!
+      expect(older.chunks).toEqual(entries.slice(0, 2))
+
+      const target = path.join(dir, "rebuilt")
+      const restored = yield* store.restoreDataFile(resolved, target)
+      expect(restored).toEqual({ bytes: fs.statSync(data).size, sha1: sha1File(data) })
+      expect(sha1File(target)).toBe(sha1File(data))
+      expect(fs.existsSync(`${target}.pull`)).toBe(false)
+      const again = yield* Effect.either(store.restoreDataFile(resolved, target))
+      expect(Either.isLeft(again) && again.left.message).toContain("exists; not overwriting it")
+
+      // the index, our backupd_chunk_state included, comes back from the data file alone
+      yield* reindexFile(target)
+      const q = "SELECT id, offset, length, file_sha1, data_sha1, ts_start, ts_end FROM chunk ORDER BY id"
+      expect(tableRows(`${target}.index`, q)).toEqual(tableRows(`${data}.index`, q))
+      const state = "SELECT chunk_id, sealed, end_offset, length, crc32, last_ts FROM backupd_chunk_state"
+      expect(tableRows(`${target}.index`, state)).toEqual(tableRows(`${data}.index`, state))
+
+      for (const e of entries) expect(yield* store.verifyObject(e, "full")).toMatchObject({ ok: true })
+    }))
+
+  it.live("verify reports an object that differs from its manifest entry", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("os-vf")
+      const data = yield* goldenBackup(dir, "bob_os")
+      const [m] = chunkMetas(data)
+      const store = makeObjectStore(storeSettings(env, bucket, { prefix: "vf/" }))
+      const { entry } = yield* store.uploadChunk("bob", { path: data }, m!)
+      // behind the library's back (this bucket is unversioned): same size, other bytes
+      const s3 = rawClient(env)
+      const bytes = fs.readFileSync(data).subarray(m!.offset, m!.offset + m!.size)
+      bytes[bytes.length - 20] ^= 0xff
+      yield* Effect.promise(() => s3.send(new PutObjectCommand({ Bucket: bucket, Key: `vf/${entry.object}`, Body: bytes })))
+      s3.destroy()
+      const quick = yield* store.verifyObject(entry, "quick")
+      expect(quick.ok).toBe(false)
+      expect(quick.problems.join()).toContain("ETag")
+      const fullCheck = yield* store.verifyObject({ ...entry, etag: quick.problems.length > 0 ? (yield* headEtag(env, bucket, `vf/${entry.object}`)) : entry.etag }, "full")
+      expect(fullCheck.ok).toBe(false)
+      expect(fullCheck.problems.join()).toContain("SHA-256")
+      const gone = yield* store.verifyObject({ ...entry, object: entry.object.replace(/[0-9a-f]{8}\.gz$/, "00000000.gz") }, "quick")
+      expect(gone).toMatchObject({ ok: false, problems: ["missing from the store"] })
+    }))
+
+  it.live("a chunk that is not sealed is refused before anything is sent", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("os-uns")
+      const data = yield* goldenBackup(dir, "dave_os")
+      const [m] = chunkMetas(data)
+      const store = makeObjectStore(storeSettings(env, bucket, { prefix: "uns/" }))
+      const r = yield* Effect.either(store.uploadChunk("dave", { path: data }, { ...m!, size: m!.size - 8 }))
+      expect(Either.isLeft(r) && r.left).toMatchObject({ _tag: "ObjectStoreSourceError", message: expect.stringContaining("not sealed") })
+    }))
+
+  it.live("wrong credentials: access denied, naming the endpoint and the bucket", () =>
+    Effect.gen(function*() {
+      const store = makeObjectStore(storeSettings(env, bucket, { credentialsFile: credentialsFile(env, "0".repeat(40)) }), { retry: QUICK_RETRY })
+      const r = yield* Effect.either(store.status)
+      expect(Either.isLeft(r) && r.left._tag).toBe("ObjectStoreAccessDenied")
+      const message = Either.isLeft(r) ? r.left.message : ""
+      expect(message).toContain(`object store ${env.endpoint}, bucket ${bucket}`)
+      expect(message).toContain("backup_objectstore_credentials")
+      const bogusKey = makeObjectStore(storeSettings(env, bucket, { credentialsFile: credentialsFile({ ...env, accessKeyId: "NOSUCHKEY0000000000" }) }), { retry: QUICK_RETRY })
+      const r2 = yield* Effect.either(bogusKey.listUserDirs)
+      expect(Either.isLeft(r2) && r2.left.message).toContain(env.endpoint)
+    }))
+
+  it.live("a missing bucket: a clear error", () =>
+    Effect.gen(function*() {
+      const store = makeObjectStore(storeSettings(env, "no-such-bucket-here"), { retry: QUICK_RETRY })
+      const r = yield* Effect.either(store.status)
+      expect(Either.isLeft(r) && r.left).toMatchObject({
+        _tag: "ObjectStoreNoSuchBucket",
+        message: `object store ${env.endpoint}, bucket no-such-bucket-here: the bucket does not exist (create it, or fix backup_objectstore_bucket)`
+      })
+    }))
+
+  it.live("an unreachable store: retried, then an error naming it", () =>
+    Effect.gen(function*() {
+      const store = makeObjectStore(storeSettings(env, bucket, { endpoint: "http://127.0.0.1:9" }), { retry: QUICK_RETRY, connectionTimeoutMs: 1000 })
+      const r = yield* Effect.either(store.status)
+      expect(Either.isLeft(r) && r.left).toMatchObject({ _tag: "ObjectStoreUnreachable", message: expect.stringContaining("object store http://127.0.0.1:9, bucket") })
+    }))
+
+  it.live("a credentials file readable by others is refused before any request", () =>
+    Effect.gen(function*() {
+      const f = credentialsFile(env)
+      fs.chmodSync(f, 0o644)
+      const r = yield* Effect.either(makeObjectStore(storeSettings(env, bucket, { credentialsFile: f })).status)
+      expect(Either.isLeft(r) && r.left).toMatchObject({ _tag: "ObjectStoreConfigError", message: expect.stringContaining("readable by group or others") })
+    }))
+})
+
+const headEtag = (env: S3Env, bucket: string, key: string) =>
+  Effect.promise(async () => {
+    const s3 = rawClient(env)
+    const h = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))
+    s3.destroy()
+    return h.ETag!
+  })
