@@ -9,7 +9,7 @@
  * it around its whole program, so an `Effect.log*` anywhere lands here, at the syslog priority
  * of its level (see `syslogPriority`).
  */
-import { Cause, Effect, HashMap, Layer, Logger, LogLevel } from "effect"
+import { Cause, Effect, FiberRef, HashMap, HashSet, Layer, Logger, LogLevel } from "effect"
 import { existsSync } from "node:fs"
 import { posix } from "../util/posix.js"
 
@@ -70,6 +70,9 @@ export const serviceLogFrom = (emit: (priority: number, line: string) => void, d
   }
 }
 
+/** The ident and facility syslog was last opened with in this process. */
+let openedAs: string | undefined
+
 /**
  * Syslog is opened at the first line (a run that logs nothing never loads the native addon);
  * if the addon cannot be loaded, lines go to stderr, the first one saying why.
@@ -78,11 +81,20 @@ export const makeServiceLog = (options: LogOptions): ServiceLog => {
   const writeStderr = options.writeStderr ?? ((text: string) => void process.stderr.write(text))
   const toStderr = (_priority: number, line: string) => writeStderr(`${options.ident}[${process.pid}]: ${line}\n`)
   if (options.stderr === true || !existsSync("/dev/log")) return serviceLogFrom(toStderr, options.debug)
+  const facility = facilityCode(options.facility)
+  const opened = `${options.ident}\0${facility}`
   let emit = (priority: number, line: string): void => {
     try {
       const addon = posix()
-      addon.openlog(options.ident, facilityCode(options.facility))
-      emit = (p, l) => addon.syslog(p, l)
+      // openlog(3) is per process: a log of another ident or facility (the boot log, before
+      // imapd.conf was read) may have opened it since, so it is opened again when it differs.
+      emit = (p, l) => {
+        if (openedAs !== opened) {
+          addon.openlog(options.ident, facility)
+          openedAs = opened
+        }
+        addon.syslog(p, l)
+      }
     } catch (e) {
       emit = toStderr
       toStderr(LOG_ERR, `syslog unavailable (${e instanceof Error ? e.message : String(e)}); logging to stderr`)
@@ -162,7 +174,9 @@ export const serviceLogger = (log: ServiceLog): Logger.Logger<unknown, void> =>
 /** The layer that makes `log` the only Effect Logger (and lets Debug through with `debug: yes`). */
 export const serviceLogLayer = (log: ServiceLog, options: { readonly debug?: boolean } = {}): Layer.Layer<never> =>
   Layer.merge(
-    Logger.replace(Logger.defaultLogger, serviceLogger(log)),
+    // the only logger: an inner `withServiceLog` (the configured log inside the boot log)
+    // replaces the outer one instead of writing every line twice
+    Layer.locallyScoped(FiberRef.currentLoggers, HashSet.make<Array<Logger.Logger<unknown, unknown>>>(serviceLogger(log))),
     options.debug === true ? Logger.minimumLogLevel(LogLevel.Debug) : Layer.empty
   )
 

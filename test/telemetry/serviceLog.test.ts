@@ -35,6 +35,22 @@ describe("the service log as Effect Logger", () => {
       ])
     }))
 
+  it.effect("an inner service log (backupd's configured one inside its boot log) replaces the outer one: each line once", () =>
+    Effect.gen(function* () {
+      const boot = memoryLog()
+      const configured = memoryLog()
+      yield* Effect.gen(function* () {
+        yield* Effect.log("before the configuration")
+        yield* Effect.gen(function* () {
+          yield* logNotice("graceful shutdown")
+          const f = yield* Effect.forkDaemon(Effect.logWarning("from a daemon fiber"))
+          yield* Fiber.join(f)
+        }).pipe(withServiceLog(configured))
+      }).pipe(withServiceLog(boot))
+      expect(boot.lines).toEqual(["info: before the configuration"])
+      expect(configured.lines).toEqual(["notice: graceful shutdown", "warning: from a daemon fiber"])
+    }))
+
   it.effect("with debug, Debug lines reach LOG_DEBUG; forked fibers log through it too", () =>
     Effect.gen(function* () {
       const log = memoryLog()
