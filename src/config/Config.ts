@@ -14,6 +14,9 @@ export const DEFAULT_CONFIG_PATH = "/etc/imapd.conf"
 /** The compiled-in Cyrus user of Debian's build, used when neither $CYRUS_USER nor cyrus_user is set. */
 export const DEFAULT_CYRUS_USER = "cyrus"
 
+/** `backup_stale_after` when unset: two days. */
+export const DEFAULT_STALE_AFTER = 2 * 86400
+
 export type PartitionSelectMode =
   | "random"
   | "freespace-most"
@@ -88,6 +91,12 @@ export interface CyrusConfig {
   readonly backupCompactMaxBytes: number
   readonly backupCompactEffectiveWorkThreshold: number
   readonly backupKeepPrevious: boolean
+  /**
+   * `backup_stale_after` (our extension key, an overflow entry; bare = days, default 2d), in
+   * seconds: a backup whose last chunk ended longer ago than this is stale (ctl_backups
+   * metrics, health, list -j, stat -j).
+   */
+  readonly backupStaleAfter: number
 
   readonly fulldirhash: boolean
   readonly deletedPrefix: string
@@ -333,6 +342,20 @@ export const resolveConfig = (
 
   const umaskText = strOr("umask", "077")
 
+  const staleText = overflow("backup_stale_after")?.trim()
+  const backupStaleAfter = staleText === undefined || staleText === "" ? DEFAULT_STALE_AFTER : parseDuration(staleText, "d")
+  if (backupStaleAfter === undefined || backupStaleAfter <= 0) {
+    return Either.left(
+      new ConfigError({
+        reason: "value",
+        file: context.path,
+        line: undefined,
+        option: "backup_stale_after",
+        detail: `invalid duration "${staleText}" (e.g. 2d, 36h)`
+      })
+    )
+  }
+
   return Either.right({
     path: context.path,
     files: entries.files,
@@ -372,6 +395,7 @@ export const resolveConfig = (
     backupCompactMaxBytes: Math.max(0, 1024 * maxsize),
     backupCompactEffectiveWorkThreshold: Math.max(1, threshold),
     backupKeepPrevious: sw("backup_keep_previous"),
+    backupStaleAfter,
     fulldirhash: sw("fulldirhash"),
     deletedPrefix: strOr("deletedprefix", "DELETED"),
     defaultDomain: str("defaultdomain"),

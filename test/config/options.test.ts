@@ -8,7 +8,7 @@ import { afterAll } from "vitest"
 import { Config } from "../../src/config/Config.js"
 import { renderConfigError } from "../../src/config/ConfigError.js"
 import { optionSpecs } from "../../src/config/optionTable.js"
-import { BASE, failLine, ok } from "./support.js"
+import { BASE, CONF, failLine, ok } from "./support.js"
 
 describe("defaults (Cyrus 3.6)", () => {
   const c = ok(BASE)
@@ -359,5 +359,19 @@ describe("reading from disk", () => {
       Effect.either(Effect.provide(Config, Config.layerFromString(BASE, { service: "ctl_backups", env: {} })))
     )
     expect(Either.isRight(r) && r.right.service).toBe("ctl_backups")
+  })
+})
+
+describe("backup_stale_after (our extension key)", () => {
+  it("defaults to two days; a bare number is days; other units work", () => {
+    expect(ok(BASE).backupStaleAfter).toBe(2 * 86400)
+    expect(ok(`${BASE}backup_stale_after: 3\n`).backupStaleAfter).toBe(3 * 86400)
+    expect(ok(`${BASE}backup_stale_after: 36h\n`).backupStaleAfter).toBe(36 * 3600)
+    expect(ok(`${BASE}backupd_backup_stale_after: 1h\nbackup_stale_after: 5d\n`).backupStaleAfter).toBe(3600)
+  })
+
+  it("refuses what is not a positive duration, naming the key", () => {
+    expect(failLine(`${BASE}backup_stale_after: soon\n`)).toBe(`imapd.conf: ${CONF}: option 'backup_stale_after': invalid duration "soon" (e.g. 2d, 36h)`)
+    expect(failLine(`${BASE}backup_stale_after: 0\n`)).toContain("backup_stale_after")
   })
 })
