@@ -27,6 +27,7 @@ import { runSession, type SessionSettings } from "../session/commandLoop.js"
 import type { StopReason } from "../session/StopReason.js"
 import { UserBackups, userBackupsLayer, type UnsupportedBackend, type UserBackupsShape } from "../store/index.js"
 import { logNotice, makeServiceLog, syslogIdent, withServiceLog, type ServiceLog } from "../telemetry/ServiceLog.js"
+import { appendSessionCounts, countersDirectory, makeSessionCounter } from "../telemetry/Counters.js"
 import { telemetryOpener } from "../telemetry/TelemetryLog.js"
 import { EX_CONFIG, EX_OK, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE } from "../util/sysexits.js"
 import { packageVersion, versionLine } from "../util/version.js"
@@ -133,6 +134,11 @@ export const serveConnection = (conn: Connection, env: SessionEnv): Effect.Effec
           )
         })
       )
+      // backupd's own counters, appended once the session has ended (telemetry/Counters.ts)
+      const counter = makeSessionCounter()
+      yield* Effect.addFinalizer(() =>
+        appendSessionCounts(countersDirectory(env.config.configDirectory), counter.finish(conn.stats, conn.peer.isLocal), (m) => env.log.error(m))
+      )
       if (env.wrapTls === true && env.tls !== undefined) {
         const handshake = yield* Effect.either(conn.startTls(env.tls))
         if (Either.isLeft(handshake)) {
@@ -154,21 +160,21 @@ export const serveConnection = (conn: Connection, env: SessionEnv): Effect.Effec
       })
       const counted: typeof handlers = {
         ...handlers,
-        apply: (item, emit) => Effect.suspend(() => ((totals.apply += 1), handlers.apply(item, emit))),
-        get: (item, emit) => Effect.suspend(() => ((totals.get += 1), handlers.get(item, emit)))
+        apply: (item, emit) => Effect.suspend(() => ((totals.apply += 1), counter.command("apply", item.key), handlers.apply(item, emit))),
+        get: (item, emit) => Effect.suspend(() => ((totals.get += 1), counter.command("get", item.key), handlers.get(item, emit)))
       }
       // Close idle backups even while the client says nothing (docs/gaps.md G16).
       yield* Effect.forkScoped(
         Effect.repeat(backupSet.closeIdle(IDLE_CLOSE_MS), Schedule.spaced("30 seconds")).pipe(Effect.ignore)
       )
       yield* runSession({
-        connection: conn,
+        connection: counter.connection(conn),
         settings,
         auth: env.auth,
         handlers: counted,
         log: env.log,
         stop: env.stop,
-        onLogin: (userid) => Effect.sync(() => void (totals.userid = userid)),
+        onLogin: (userid) => Effect.sync(() => ((totals.userid = userid), counter.loggedIn())),
         telemetry: telemetryOpener({
           configDirectory: env.config.configDirectory,
           ident: process.env["CYRUS_SERVICE"] ?? PROGRAM,

@@ -45,6 +45,7 @@ export { isHeldInProcess, lockDataFile, type LockedDataFile, type LockOptions } 
 export { checkIndexPresent, dataFileSize, indexPathOf, lockBackup, openBackup, type BackupFiles } from "./openBackup.js"
 
 // reading
+export { openIndexReadOnly } from "./index/db.js"
 export { indexQueries, type IndexQueries } from "./index/queries.js"
 export type { ChunkRow, MailboxRow, MessageRow, RecordRow, SeenRow, SieveRow, SubscriptionRow } from "./index/rows.js"
 export {
@@ -86,6 +87,7 @@ export {
   type ReindexRejection,
   type ReindexReport
 } from "./maintain/reindex.js"
+export { compactRequired, type SizeOptions } from "./maintain/compactRules.js"
 export {
   compactBackup,
   CompactFailed,

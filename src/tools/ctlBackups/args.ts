@@ -5,8 +5,9 @@
  */
 import { getopt } from "../getopt.js"
 import { atoi } from "../toolRuntime.js"
+import { parseMonitorArgs, type MonitorArgs } from "./MonitorArgs.js"
 
-export type CtlCommand = "compact" | "delete" | "list" | "lock" | "move" | "reconstruct" | "reindex" | "stat" | "verify"
+export type CtlCommand = "compact" | "delete" | "health" | "list" | "lock" | "metrics" | "move" | "reconstruct" | "reindex" | "stat" | "verify"
 export type CtlMode = "all" | "domain" | "prefix" | "file" | "mboxname" | "userid"
 
 export interface CtlArgs {
@@ -24,6 +25,8 @@ export interface CtlArgs {
   readonly noVerify: boolean
   readonly json: boolean
   readonly names: ReadonlyArray<string>
+  /** `metrics` and `health` only (MonitorArgs.ts). */
+  readonly monitor?: MonitorArgs
 }
 
 const COMMANDS: ReadonlyArray<CtlCommand> = ["compact", "delete", "list", "lock", "move", "reconstruct", "reindex", "stat", "verify"]
@@ -31,6 +34,15 @@ const COMMANDS: ReadonlyArray<CtlCommand> = ["compact", "delete", "list", "lock"
 /** Parses the command line as the original does (getopt ":AC:DFPSVcfjmpst:x:uvw"). */
 export const parseCtlArgs = (argv: ReadonlyArray<string>): CtlArgs | { readonly usage: true } => {
   const usage = { usage: true } as const
+  // metrics and health have options of their own (-w and -c take values there)
+  const monitor = parseMonitorArgs(argv)
+  if (monitor !== undefined) {
+    if (monitor === "usage") return usage
+    return {
+      altConfig: monitor.altConfig, command: monitor.command, mode: "all", lockMode: "pipe", lockCommand: undefined, createExclusive: false,
+      wait: false, verbose: 0, stopOnError: false, listStale: 0, force: false, noVerify: true, json: false, names: [], monitor
+    }
+  }
   const { events, operands } = getopt(argv, ":AC:DFPSVcfjmpst:x:uvw")
   let altConfig: string | undefined
   let mode: CtlMode | undefined

@@ -24,8 +24,10 @@ import { ctlBackupsUsage } from "../usageTexts.js"
 import { parseCtlArgs, type CtlArgs } from "./args.js"
 import { compactOne } from "./compact.js"
 import { deleteOne } from "./delete.js"
+import { healthUnknown, runHealth } from "./health.js"
 import { listBackup } from "./list.js"
 import { lockExitCode, lockOne } from "./lock.js"
+import { runMetrics } from "./metrics.js"
 import { moveOne } from "./move.js"
 import {
   printCompact,
@@ -111,6 +113,9 @@ const program = (args: CtlArgs, io: ToolIo) =>
         outUtf8: (s) => Effect.zipRight(clear, p.outUtf8(s))
       }
       const run: Run = { args, config, db, io, p: out, skipsFails: 0 }
+      if (args.monitor !== undefined) {
+        return yield* args.monitor.command === "metrics" ? runMetrics(p, PROGRAM, config, db, args.monitor) : runHealth(p, config, db, args.monitor)
+      }
       if (args.command === "reconstruct") {
         const r = yield* reconstructBackupsDb(db, config, args.verbose)
         yield* printReconstruct(p, args.json, r)
@@ -188,5 +193,12 @@ export const runCtlBackups = (argv: ReadonlyArray<string>, io: ToolIo): Promise<
       const parsed = parseCtlArgs(a)
       return "usage" in parsed ? Either.left(ctlBackupsUsage(PROGRAM)) : Either.right(parsed)
     },
-    (args) => runTool(PROGRAM, io, program(args, io), failure)
+    (args) =>
+      runTool(
+        PROGRAM,
+        io,
+        // a Nagios plugin says UNKNOWN (exit 3) on stdout for whatever stops the check
+        args.command === "health" ? Effect.catchAll(program(args, io), (e) => healthUnknown(printer(io), failure(e).line.trim())) : program(args, io),
+        failure
+      )
   )

@@ -1,0 +1,103 @@
+/**
+ * What `ctl_backups metrics` and `health` know of each backup, read without getting in
+ * backupd's way: backups.db is listed as `ctl_backups list -A` lists it (its own brief read
+ * lock, as every Cyrus reader of it), each data file and index is only stat'ed, and each index
+ * is opened read-only (`openIndexReadOnly`: no data-file lock, nothing created or upgraded)
+ * for the same chunk queries `list` and `compact` ask. Whether a backup is locked comes from
+ * /proc/locks, not from trying its lock. Nothing is ever written.
+ *
+ * "Last success" is what `ctl_backups list` shows: the end time of the backup's latest chunk
+ * (advanced by every APPLY backupd acknowledges). A backup is stale when that is longer ago
+ * than `backup_stale_after`, or unknown (no chunk, or an index that cannot be read).
+ */
+import { Effect, Either } from "effect"
+import * as fs from "node:fs"
+import type { CyrusConfig } from "../../config/index.js"
+import { compactRequired, indexPathOf, indexQueries, openIndexReadOnly, type BackupsDbError, type BackupsDbService } from "../../store/index.js"
+import { readHeldLocks, type HeldLocks } from "../../util/HeldLocks.js"
+import { listFromDb, type Target } from "../targets.js"
+
+export interface BackupSurvey {
+  readonly userid: string
+  readonly dataPath: string
+  /** The data file's size; undefined when it is missing. */
+  readonly dataBytes: number | undefined
+  readonly indexBytes: number | undefined
+  readonly chunks: number
+  /** Unix seconds of the latest chunk's end; undefined: no chunk, or the index is unreadable. */
+  readonly lastSuccess: number | undefined
+  /** Compaction would do something by the configured rules (what `compact` without -F checks). */
+  readonly compactionWanted: boolean
+  /** Some process holds the data file's lock; undefined where locks cannot be seen. */
+  readonly locked: boolean | undefined
+  /** Why the index could not be read, if it could not. */
+  readonly unreadable: string | undefined
+}
+
+/** Stale: no success known, or the last one longer ago than `staleAfter` seconds. */
+export const isStale = (lastSuccess: number | undefined, staleAfter: number, now: number): boolean =>
+  lastSuccess === undefined || now - lastSuccess > staleAfter
+
+const statOf = (p: string): fs.Stats | undefined => {
+  try {
+    return fs.statSync(p)
+  } catch {
+    return undefined
+  }
+}
+
+/** The index's figures, read-only. */
+const readIndex = (config: CyrusConfig, indexPath: string, now: number) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const q = indexQueries(yield* openIndexReadOnly(indexPath), indexPath)
+      const all = yield* q.chunks
+      const retention = config.backupRetention
+      const keep = yield* q.liveChunks(retention > 0 ? now - retention : -1)
+      const asChunk = (c: (typeof all)[number]) => ({ id: c.id, offset: c.offset, length: c.length ?? 0 })
+      const latest = all[all.length - 1]
+      return {
+        chunks: all.length,
+        lastSuccess: latest === undefined ? undefined : (latest.tsEnd ?? latest.tsStart),
+        compactionWanted: compactRequired(all.map(asChunk), keep.map(asChunk), {
+          minBytes: config.backupCompactMinBytes,
+          maxBytes: config.backupCompactMaxBytes,
+          workThreshold: config.backupCompactEffectiveWorkThreshold
+        })
+      }
+    })
+  )
+
+/** One backup, read-only. */
+export const surveyBackup = (config: CyrusConfig, t: Target, locks: HeldLocks | undefined, now: number): Effect.Effect<BackupSurvey> =>
+  Effect.gen(function* () {
+    const data = statOf(t.dataPath)
+    const indexPath = indexPathOf(t.dataPath)
+    const index = statOf(indexPath)
+    const base = {
+      userid: t.userid ?? "",
+      dataPath: t.dataPath,
+      dataBytes: data?.size,
+      indexBytes: index?.size,
+      locked: locks === undefined || data === undefined ? undefined : locks.isLocked(data.dev, data.ino)
+    }
+    if (index === undefined || index.size === 0) {
+      // an empty data file has no index until its first chunk
+      const why = data === undefined ? "data file missing" : data.size === 0 ? undefined : "index missing"
+      return { ...base, chunks: 0, lastSuccess: undefined, compactionWanted: false, unreadable: why }
+    }
+    const read = yield* Effect.either(readIndex(config, indexPath, now))
+    if (Either.isLeft(read)) return { ...base, chunks: 0, lastSuccess: undefined, compactionWanted: false, unreadable: read.left.message }
+    return { ...base, ...read.right, unreadable: undefined }
+  })
+
+/** Every backup of backups.db, in key order. */
+export const surveyAll = (
+  db: BackupsDbService,
+  config: CyrusConfig,
+  now: number = Math.floor(Date.now() / 1000)
+): Effect.Effect<ReadonlyArray<BackupSurvey>, BackupsDbError> =>
+  Effect.flatMap(listFromDb(db, config, "all", []), (targets) => {
+    const locks = readHeldLocks()
+    return Effect.forEach(targets, (t) => surveyBackup(config, t, locks, now))
+  })
