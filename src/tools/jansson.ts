@@ -10,7 +10,7 @@ export class JReal {
   constructor(readonly value: number) {}
 }
 
-export type JValue = string | number | bigint | JReal | ReadonlyArray<JValue> | JObject
+export type JValue = string | number | bigint | boolean | JReal | ReadonlyArray<JValue> | JObject
 
 /** An object with keys in insertion order. */
 export class JObject {
@@ -63,7 +63,7 @@ const escapeString = (s: string): string => {
 const dumpAt = (v: JValue, depth: number): string => {
   if (typeof v === "string") return escapeString(v)
   if (typeof v === "number") return Number.isInteger(v) ? String(v) : janssonReal(v)
-  if (typeof v === "bigint") return v.toString()
+  if (typeof v === "bigint" || typeof v === "boolean") return v.toString()
   if (v instanceof JReal) return janssonReal(v.value)
   const inner = "\n" + "  ".repeat(depth + 1)
   const close = "\n" + "  ".repeat(depth)

@@ -9,8 +9,11 @@ import { openToolBackup } from "../ToolBackup.js"
 import type { Run } from "./Run.js"
 
 export type ListResult =
-  /** `timestamp` is the last chunk's end in local time, or `[unknown]`; `size` -1 if unknown. */
-  | { readonly _tag: "Listed"; readonly timestamp: string; readonly size: number }
+  /**
+   * `timestamp` is the last chunk's end in local time, or `[unknown]`; `size` -1 if unknown;
+   * `lastSuccess` that end in unix seconds (undefined: no chunk), for `-j` (our extension).
+   */
+  | { readonly _tag: "Listed"; readonly timestamp: string; readonly size: number; readonly lastSuccess: number | undefined }
   /** `-t hours`: written to more recently than that, so left out. */
   | { readonly _tag: "Recent" }
   | { readonly _tag: "Failed"; readonly code: number }
@@ -27,12 +30,14 @@ export const listBackup = (run: Run, t: Target): Effect.Effect<ListResult> =>
       }
       const latest = yield* b.queries.latestChunk.pipe(Effect.orElseSucceed(() => undefined))
       let timestamp = "[unknown]"
+      let lastSuccess: number | undefined
       if (latest !== undefined) {
         const end = latest.tsEnd ?? 0
         if (run.args.listStale && Math.floor(Date.now() / 1000) - end < 3600 * run.args.listStale) return { _tag: "Recent" } as const
         timestamp = localTime(end)
+        lastSuccess = end
       }
       const size = yield* dataFileSize(b).pipe(Effect.orElseSucceed(() => -1))
-      return { _tag: "Listed", timestamp, size } as const
+      return { _tag: "Listed", timestamp, size, lastSuccess } as const
     })
   )

@@ -7,6 +7,7 @@
 import { Effect } from "effect"
 import { errorMessage, fixed6_1, IMAP_MAILBOX_LOCKED } from "../cFormat.js"
 import { JObject, jreal, jsonDump, jstring } from "../jansson.js"
+import { isStale } from "../metrics/survey.js"
 import type { Target } from "../targets.js"
 import type { Printer } from "../ToolIo.js"
 import type { CompactResult } from "./compact.js"
@@ -21,6 +22,14 @@ const statusText = (r: number) =>
   r === 1 ? "skipped" : r === 0 ? "ok" : r === IMAP_MAILBOX_LOCKED ? "locked" : `failed (${errorMessage(r)})`
 
 const json = (p: Printer, o: JObject) => p.outUtf8(jsonDump(o) + "\n")
+
+/**
+ * Our extension of list's and stat's JSON objects, after Cyrus's keys: `last_success` (unix
+ * seconds of the last chunk's end; absent when there is none) and `stale` (no success within
+ * `backup_stale_after`, tools/metrics/survey.ts).
+ */
+const withSuccess = (run: Run, o: JObject, lastSuccess: number | undefined) =>
+  o.set("last_success", lastSuccess).set("stale", isStale(lastSuccess, run.config.backupStaleAfter, Math.floor(Date.now() / 1000)))
 
 /** `<command> <who>: <status>`, or its JSON object. */
 export const printStatus = (run: Run, command: string, t: Target, r: number) =>
@@ -39,7 +48,10 @@ export const printList = (run: Run, t: Target, r: ListResult) => {
       return Effect.void
     case "Listed":
       return run.args.json
-        ? json(run.p, new JObject().set("timestamp", r.timestamp).set("compressed", r.size).set("userid", jstring(t.userid)).set("fname", jstring(t.dataPath)))
+        ? json(
+          run.p,
+          withSuccess(run, new JObject().set("timestamp", r.timestamp).set("compressed", r.size).set("userid", jstring(t.userid)).set("fname", jstring(t.dataPath)), r.lastSuccess)
+        )
         : run.p.out(`${r.timestamp}\t${r.size}\t${t.userid ?? "[unknown]"}\t${t.dataPath}\n`)
   }
 }
@@ -49,16 +61,20 @@ export const printStat = (run: Run, t: Target, r: StatResult) => {
   return run.args.json
     ? json(
       run.p,
-      new JObject()
-        .set("userid", jstring(t.userid))
-        .set("fname", jstring(t.dataPath))
-        .set("compressed", r.compressed)
-        .set("uncompressed", r.uncompressed)
-        .set("compactable", r.compactable)
-        .set("compression_ratio", jreal(r.compressionRatio))
-        .set("utilisation_ratio", jreal(r.utilisationRatio))
-        .set("last_start_time", r.lastStart)
-        .set("last_end_time", r.lastEnd)
+      withSuccess(
+        run,
+        new JObject()
+          .set("userid", jstring(t.userid))
+          .set("fname", jstring(t.dataPath))
+          .set("compressed", r.compressed)
+          .set("uncompressed", r.uncompressed)
+          .set("compactable", r.compactable)
+          .set("compression_ratio", jreal(r.compressionRatio))
+          .set("utilisation_ratio", jreal(r.utilisationRatio))
+          .set("last_start_time", r.lastStart)
+          .set("last_end_time", r.lastEnd),
+        r.lastSuccess
+      )
     )
     : run.p.out(
       `${who(t)}\t${r.compressed}\t${r.uncompressed}\t${r.compactable}\t${fixed6_1(r.compressionRatio)}%\t${fixed6_1(r.utilisationRatio)}%\t${r.lastStart.padStart(21)}\t${r.lastEnd}\n`

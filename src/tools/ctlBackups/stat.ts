@@ -21,6 +21,8 @@ export interface BackupStats {
   /** The last chunk's start and end, in local time, or `[unknown]`. */
   readonly lastStart: string
   readonly lastEnd: string
+  /** The last chunk's end in unix seconds (undefined: no chunk), for `-j` (our extension). */
+  readonly lastSuccess: number | undefined
 }
 
 export type StatResult = BackupStats | { readonly _tag: "Failed"; readonly code: number }
@@ -63,7 +65,8 @@ export const statBackup = (run: Run, t: Target): Effect.Effect<StatResult> =>
         compressionRatio: (100.0 * size) / uncompressed,
         utilisationRatio: (100.0 * compactable) / uncompressed,
         lastStart: latest === undefined ? "[unknown]" : localTime(latest.tsStart),
-        lastEnd: latest === undefined ? "[unknown]" : localTime(latest.tsEnd ?? 0)
+        lastEnd: latest === undefined ? "[unknown]" : localTime(latest.tsEnd ?? 0),
+        lastSuccess: latest === undefined ? undefined : (latest.tsEnd ?? 0)
       } as const
     })
   )
