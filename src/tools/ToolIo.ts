@@ -12,6 +12,8 @@ export interface ToolIo {
   readonly stdin: NodeJS.ReadableStream
   /** Whether stderr is a terminal (progress bars are drawn only then). */
   readonly stderrIsTty: boolean
+  /** Whether stdout is a terminal (progress bars need both). */
+  readonly stdoutIsTty?: boolean
   readonly env: Readonly<Record<string, string | undefined>>
 }
 
@@ -20,6 +22,7 @@ export const processIo = (): ToolIo => ({
   stderr: process.stderr,
   stdin: process.stdin,
   stderrIsTty: process.stderr.isTTY === true,
+  stdoutIsTty: process.stdout.isTTY === true,
   env: process.env
 })
 

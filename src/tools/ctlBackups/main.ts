@@ -13,6 +13,7 @@
  * C loop does.
  */
 import { Effect, Either, Option } from "effect"
+import fs from "node:fs"
 import { BackupsDb } from "../../store/index.js"
 import { EX_OK, EX_TEMPFAIL } from "../../util/sysexits.js"
 import { IMAP_IOERROR } from "../cFormat.js"
@@ -48,6 +49,15 @@ import { statBackup } from "./stat.js"
 import { verifyOne } from "./verify.js"
 
 const PROGRAM = "ctl_backups"
+
+/** A data file's size now (for the progress bar; 0 if it is gone). */
+const dataBytes = (t: Target): number => {
+  try {
+    return fs.statSync(t.dataPath).size
+  } catch {
+    return 0
+  }
+}
 
 /** One command on one backup: run, print, and the code the loop goes on with (non-zero stops it). */
 type One = (run: Run, t: Target) => Effect.Effect<number>
@@ -103,7 +113,9 @@ const program = (args: CtlArgs, io: ToolIo) =>
     const config = yield* loadConfig(PROGRAM, args.altConfig, io)
     const main = Effect.gen(function*() {
       const db = yield* BackupsDb
-      const bar = progressBar(io)
+      // on a terminal, for the commands that take long (list and stat are quick)
+      const long = args.command === "verify" || args.command === "reindex" || args.command === "compact" || args.command === "reconstruct"
+      const bar = long ? progressBar(io, { json: args.json }) : progressBar({ ...io, stderrIsTty: false })
       // anything printed first erases the progress bar
       const clear = Effect.sync(bar.clear)
       const out: Printer = {
@@ -117,7 +129,8 @@ const program = (args: CtlArgs, io: ToolIo) =>
         return yield* args.monitor.command === "metrics" ? runMetrics(p, PROGRAM, config, db, args.monitor) : runHealth(p, config, db, args.monitor)
       }
       if (args.command === "reconstruct") {
-        const r = yield* reconstructBackupsDb(db, config, args.verbose)
+        const r = yield* reconstructBackupsDb(db, config, args.verbose, bar)
+        bar.clear()
         yield* printReconstruct(p, args.json, r)
         return r.code === 0 ? EX_OK : EX_TEMPFAIL
       }
@@ -128,6 +141,7 @@ const program = (args: CtlArgs, io: ToolIo) =>
           for (const t of targets) {
             bar.step(i++, targets.length, who(t))
             const r = yield* one(run, t)
+            bar.addBytes(dataBytes(t))
             if (r !== 0) {
               bar.clear()
               return r

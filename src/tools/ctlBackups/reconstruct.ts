@@ -8,6 +8,7 @@ import { Effect, Option } from "effect"
 import type { CyrusConfig } from "../../config/index.js"
 import type { BackupsDbService } from "../../store/index.js"
 import { IMAP_IOERROR } from "../cFormat.js"
+import type { Progress } from "../Progress.js"
 import { bytesPath, io, type MaintenanceFailed } from "./maintenance.js"
 
 /** A data file's name: `<userid>_XXXXXX` (anything else — .index, .new, timestamped copies — is not one). */
@@ -61,7 +62,8 @@ const scanPartition = (root: string): Array<FoundBackup> => {
 export const reconstructBackupsDb = (
   db: BackupsDbService,
   config: CyrusConfig,
-  verbose: number
+  verbose: number,
+  progress?: Progress
 ): Effect.Effect<ReconstructResult, MaintenanceFailed> =>
   Effect.gen(function*() {
     const best = new Map<string, FoundBackup>()
@@ -86,7 +88,9 @@ export const reconstructBackupsDb = (
         status(e.userid, e.dataPath, removed._tag === "Left" ? "failed (System I/O error)" : "removed (data file missing)")
       }
     }
-    for (const f of [...best.values()].sort((a, b) => (a.userid < b.userid ? -1 : 1))) {
+    const found = [...best.values()].sort((a, b) => (a.userid < b.userid ? -1 : 1))
+    for (const [i, f] of found.entries()) {
+      progress?.step(i, found.length, f.userid)
       const current = yield* Effect.orElseSucceed(db.lookup(f.userid), () => Option.none())
       if (Option.isSome(current) && current.value.dataPath === f.dataPath) {
         if (verbose > 0) status(f.userid, f.dataPath, "ok")
