@@ -151,24 +151,26 @@ export const addCounters = (a: Counters, b: Counters): Counters => {
 }
 
 const processStart = Date.now()
-let directoryMade = false
 
 /** This process's counter file (pid and start time: a reused pid gets a file of its own). */
 export const processCountersFile = (directory: string, pid: number = process.pid): string =>
   path.join(directory, `${pid}.${processStart}.jsonl`)
 
 /**
- * Appends one session's counts to this process's file. Never fails: counting must not break
- * the service (a failure is handed to `onError`, to be logged).
+ * Appends one session's counts to this process's file (the directory is made on first use).
+ * Never fails: counting must not break the service (a failure is handed to `onError`, to be
+ * logged).
  */
 export const appendSessionCounts = (directory: string, counts: Counters, onError: (message: string) => void): Effect.Effect<void> =>
   Effect.promise(async () => {
+    const file = processCountersFile(directory)
+    const text = JSON.stringify(counts) + "\n"
     try {
-      if (!directoryMade) {
+      await fsp.appendFile(file, text).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code !== "ENOENT") throw e
         await fsp.mkdir(directory, { recursive: true, mode: 0o750 })
-        directoryMade = true
-      }
-      await fsp.appendFile(processCountersFile(directory), JSON.stringify(counts) + "\n")
+        await fsp.appendFile(file, text)
+      })
     } catch (e) {
       onError(`cannot append session counters to ${directory}: ${(e as Error).message}`)
     }

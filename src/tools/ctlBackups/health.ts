@@ -24,8 +24,8 @@ const STATUS = ["OK", "WARNING", "CRITICAL", "UNKNOWN"] as const
 
 /** `3h`, `2d` and the like, for the text part. */
 export const ageText = (seconds: number): string => {
-  if (seconds < 120) return `${seconds}s`
-  if (seconds < 7200) return `${Math.floor(seconds / 60)}m`
+  if (seconds < 60) return `${seconds}s`
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m`
   if (seconds < 2 * 86400) return `${Math.floor(seconds / 3600)}h`
   return `${Math.floor(seconds / 86400)}d`
 }
