@@ -88,20 +88,6 @@ export const openIndexDb = (path: string): Effect.Effect<Sql, BackupIndexError, 
     Effect.mapError((e) => (e._tag === "BackupIndexError" ? e : indexError(path)(e)))
   )
 
-/**
- * Opens an existing index read-only, without the data-file lock, for the lifetime of the
- * scope: for observers that must never get in a writer's way (ctl_backups metrics). Nothing
- * is created or upgraded, and SQLite's own shared lock is held only while a query runs (a
- * writer waits for it through its busy_timeout). Reads see the last committed state.
- */
-export const openIndexReadOnly = (path: string): Effect.Effect<Sql, BackupIndexError, Scope.Scope> =>
-  SqliteClient.make({ filename: path, readonly: true, disableWAL: true }).pipe(
-    Effect.provide(Reactivity.layer),
-    Effect.tap((sql) => sql.unsafe("PRAGMA busy_timeout = 5000;").raw),
-    Effect.catchAllDefect((d) => Effect.fail(indexError(path)(d))),
-    Effect.mapError((e) => (e._tag === "BackupIndexError" ? e : indexError(path)(e)))
-  )
-
 /** A SELECT with positional parameters; integers come back as bigint. */
 export const query = <A extends object = Record<string, unknown>>(
   sql: Sql,
