@@ -9,13 +9,14 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Schedule } from "effect"
-import { spawn, spawnSync } from "node:child_process"
+import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { freePorts, haveCyrus, populate, runCtlBackups, runSyncClient, startBackupServer, startSource, warnIfNoCyrus } from "../harness/index.js"
 import { ensureBuilt } from "../service/support/fakeMaster.js"
 import { chownForCyrus, tempDir } from "../support/cyrus.js"
+import { promtoolCheck, sample } from "../support/prometheus.js"
 
 const cyrusPresent = haveCyrus()
 const exporterPresent = fs.existsSync("/usr/bin/prometheus-node-exporter") && fs.existsSync("/usr/bin/promtool")
@@ -28,16 +29,6 @@ const Database = createRequire(import.meta.url)("better-sqlite3") as new (p: str
   prepare(s: string): { get(): unknown }
   exec(s: string): void
   close(): void
-}
-
-const sample = (text: string, name: string, labels = ""): number | undefined => {
-  const want = labels === "" ? name : `${name}{${labels}}`
-  for (const line of text.split("\n")) {
-    if (line.startsWith("#")) continue
-    const sp = line.lastIndexOf(" ")
-    if (line.slice(0, sp) === want) return Number(line.slice(sp + 1))
-  }
-  return undefined
 }
 
 /** node_exporter with only the textfile collector, on a loopback port; stopped (by its pid) with the scope. */
@@ -91,7 +82,7 @@ describe.skipIf(!cyrusPresent || !exporterPresent)("metrics through a real node_
             yield* Effect.sleep("200 millis")
             text = yield* refresh
           }
-          const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" })
+          const check = promtoolCheck(text)
           expect(check.status, check.stdout + check.stderr).toBe(0)
 
           const exporter = yield* startExporter(textfiles)

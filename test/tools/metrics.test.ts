@@ -5,7 +5,6 @@
  * backupd's counter files folded, and nothing written to any backup while it is read, even
  * while a backup is locked.
  */
-import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import fs from "node:fs"
 import path from "node:path"
@@ -13,7 +12,12 @@ import { createRequire } from "node:module"
 import { Effect, Scope, Exit } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import { lockDataFile } from "../../src/store/dataFileLock.js"
+import { BackupsDb } from "../../src/store/index.js"
+import { runMetrics, type UploadPendingSource } from "../../src/tools/ctlBackups/metrics.js"
+import { processIo } from "../../src/tools/ToolIo.js"
+import { backupsDbLayer, loadConfig } from "../../src/tools/toolRuntime.js"
 import { copyGolden } from "../store/support.js"
+import { promtoolCheck, sample } from "../support/prometheus.js"
 import { makeServer, runOurs, type Server } from "./support.js"
 
 const Database = createRequire(import.meta.url)("better-sqlite3") as new (p: string) => { exec(s: string): void; close(): void }
@@ -26,19 +30,6 @@ const setLastSuccess = (data: string, ts: number) => {
   db.exec(`UPDATE chunk SET ts_end = ${ts} WHERE id = (SELECT MAX(id) FROM chunk)`)
   db.close()
 }
-
-/** The value of one sample (`name` with exactly these labels), undefined when absent. */
-export const sample = (text: string, name: string, labels = ""): number | undefined => {
-  const want = labels === "" ? name : `${name}{${labels}}`
-  for (const line of text.split("\n")) {
-    if (line.startsWith("#")) continue
-    const sp = line.lastIndexOf(" ")
-    if (line.slice(0, sp) === want) return Number(line.slice(sp + 1))
-  }
-  return undefined
-}
-
-export const promtoolCheck = (text: string) => spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" })
 
 const digestTree = (dir: string): Record<string, string> => {
   const out: Record<string, string> = {}
@@ -175,6 +166,40 @@ describe("ctl_backups metrics", () => {
     const missing = await runOurs("ctl_backups", ["-C", server.conf, "metrics", "--textfile", path.join(dir, "nonexistent")])
     expect(missing.code).toBe(74)
     expect(missing.stderr).toContain("cannot write")
+  })
+})
+
+describe("upload-pending hook", () => {
+  it("series only with object storage configured and figures from the source", async () => {
+    const server = makeServer("metrics-upload", [
+      "backup_objectstore_endpoint: http://127.0.0.1:9",
+      "backup_objectstore_bucket: cyrus-backups",
+      "backup_objectstore_credentials: /nonexistent"
+    ])
+    const plain = makeServer("metrics-noupload")
+    const run = (conf: string, source?: UploadPendingSource) =>
+      Effect.runPromise(
+        Effect.gen(function* () {
+          const config = yield* loadConfig("ctl_backups", conf, { ...processIo(), env: {} })
+          const out: Array<string> = []
+          const p = { out: () => Effect.void, err: () => Effect.void, outBytes: () => Effect.void, outUtf8: (t: string) => Effect.sync(() => void out.push(t)) }
+          const args = { command: "metrics", altConfig: conf, perUser: false, textfileDir: undefined, warn: undefined, crit: undefined } as const
+          const code = yield* Effect.flatMap(BackupsDb, (db) => runMetrics(p, "ctl_backups", config, db, args, source)).pipe(Effect.provide(backupsDbLayer(config)))
+          return { code, text: out.join("") }
+        })
+      )
+    const pending: UploadPendingSource = () => Effect.succeed({ chunks: 2, bytes: 4096 })
+    let r = await run(server.conf, pending)
+    expect(r.code).toBe(0)
+    expect(sample(r.text, "cyrus_backup_upload_pending_chunks")).toBe(2)
+    expect(sample(r.text, "cyrus_backup_upload_pending_bytes")).toBe(4096)
+    expect(promtoolCheck(r.text).status).toBe(0)
+    // no figures yet (the default source): no series
+    r = await run(server.conf)
+    expect(r.text).not.toContain("cyrus_backup_upload_pending")
+    // no object storage: the source is not asked
+    r = await run(plain.conf, () => Effect.die("asked"))
+    expect(r.text).not.toContain("cyrus_backup_upload_pending")
   })
 })
 
