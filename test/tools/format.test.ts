@@ -76,6 +76,22 @@ describe("getopt", () => {
     expect(parseCtlArgs(["reconstruct", "x"])).toEqual({ usage: true })
   })
 
+  it("reads metrics and health with options of their own", () => {
+    expect(parseCtlArgs(["-C", "/x.conf", "metrics", "--per-user", "--textfile", "/d"])).toMatchObject({
+      command: "metrics",
+      altConfig: "/x.conf",
+      monitor: { perUser: true, textfileDir: "/d" }
+    })
+    expect(parseCtlArgs(["metrics", "--textfile=/d"])).toMatchObject({ monitor: { perUser: false, textfileDir: "/d" } })
+    expect(parseCtlArgs(["health", "-w", "36h", "-c2d"])).toMatchObject({ command: "health", monitor: { warn: "36h", crit: "2d" } })
+    for (const bad of [["metrics", "-w", "1"], ["metrics", "--textfile"], ["health", "--per-user"], ["health", "-v"], ["metrics", "alice"], ["health", "-j"]]) {
+      expect([bad, parseCtlArgs(bad)]).toEqual([bad, { usage: true }])
+    }
+    // elsewhere -w and -c keep their meaning (wait, create)
+    expect(parseCtlArgs(["-w", "list"])).toMatchObject({ command: "list", wait: true })
+    expect(parseCtlArgs(["lock", "-c", "alice"])).toMatchObject({ command: "lock", createExclusive: true })
+  })
+
   it("applies cyr_backup's rules", () => {
     expect(parseCyrBackupArgs(["alice", "list", "all"])).toMatchObject({ mode: "userid", command: "list all" })
     expect(parseCyrBackupArgs(["alice", "list", "all", "x"])).toEqual({ usage: "" })
