@@ -91,7 +91,17 @@ export const runUpload = (
   store: ObjectStoreShape,
   plan: UploadPlan,
   fd: number,
-  options: { readonly full?: boolean; readonly dropped?: ReadonlyArray<DroppedObject> } = {}
+  options: {
+    readonly full?: boolean | undefined
+    /**
+     * Objects the data file used before (compaction): those the new chunks do not use are
+     * added to the dropped list with `droppedAt` = now, and a full manifest is written.
+     */
+    readonly dropFrom?: ReadonlyArray<{ readonly object: string; readonly versionId?: string | undefined }> | undefined
+    /** Dropped objects recorded before (compaction's new index has none), kept with their times. */
+    readonly carryDropped?: ReadonlyArray<DroppedObject> | undefined
+    readonly now?: Date | undefined
+  } = {}
 ): Effect.Effect<UploadOutcome, ObjectStoreError> =>
   Effect.gen(function*() {
     const entries: Array<{ meta: SealedChunk["meta"]; entry: ChunkEntry }> = []
@@ -112,8 +122,16 @@ export const runUpload = (
       }
       entries.push({ meta: c.meta, entry: up.entry })
     }
-    const dropped = options.dropped ?? plan.dropped
-    const nothingNew = entries.length === plan.head?.chunkCount && options.full !== true && options.dropped === undefined
+    const used = new Set(entries.map((e) => e.entry.object))
+    const at = (options.now ?? new Date()).toISOString()
+    const carried = [...plan.dropped, ...(options.carryDropped ?? []).filter((d) => !plan.dropped.some((p) => p.object === d.object))]
+    const known = new Set(carried.map((d) => d.object))
+    const newlyDropped = (options.dropFrom ?? [])
+      .filter((o) => !used.has(o.object) && !known.has(o.object))
+      .map((o): DroppedObject => ({ object: o.object, droppedAt: at, ...(o.versionId === undefined ? {} : { versionId: o.versionId }) }))
+    const dropped = [...carried.filter((d) => !used.has(d.object)), ...newlyDropped]
+    const full = options.full === true || options.dropFrom !== undefined
+    const nothingNew = entries.length === plan.head?.chunkCount && !full
     if (entries.length === 0 || (nothingNew && plan.headObject !== undefined)) {
       return { plan, entries, uploaded, uploadedBytes, reused, manifest: undefined }
     }
@@ -123,7 +141,7 @@ export const runUpload = (
       chunks: entries.map((e) => e.entry),
       dropped,
       previous: plan.head,
-      full: options.full === true || options.dropped !== undefined
+      full
     })
     return { plan: { ...plan, dropped }, entries, uploaded, uploadedBytes, reused, manifest: m }
   })

@@ -27,8 +27,10 @@ export interface PushReport {
 export interface PushOptions {
   /** Write a full manifest (after compaction). */
   readonly full?: boolean
-  /** Replaces the recorded dropped list (compaction: the old objects it no longer uses). */
-  readonly dropped?: ReadonlyArray<DroppedObject>
+  /** Compaction: the objects the data file used before; those not used any more are dropped now. */
+  readonly dropFrom?: ReadonlyArray<{ readonly object: string; readonly versionId?: string | undefined }>
+  /** Compaction: the dropped list recorded in the index before (the new index has none). */
+  readonly carryDropped?: ReadonlyArray<DroppedObject>
   /** Skip deletion, lock extension and pruning (just upload and the manifest). */
   readonly uploadOnly?: boolean
   readonly now?: Date
@@ -44,7 +46,7 @@ export const pushLocked = (
     const local = localError(files.dataPath)
     const end = yield* dataFileSize(files).pipe(Effect.mapError(local))
     const plan = yield* planUpload(files.sql, files.indexPath, user, files.dataPath, end).pipe(Effect.mapError(local))
-    const outcome = yield* runUpload(store, plan, files.file.fd, { full: options.full, dropped: options.dropped })
+    const outcome = yield* runUpload(store, plan, files.file.fd, { full: options.full, dropFrom: options.dropFrom, carryDropped: options.carryDropped, now: options.now })
     yield* recordUpload(files.sql, files.indexPath, outcome).pipe(Effect.mapError(local))
     const after = yield* planUpload(files.sql, files.indexPath, user, files.dataPath, end).pipe(Effect.mapError(local))
     if (options.uploadOnly === true) return { user, outcome, pending: pendingOf(after), deleted: undefined, pruned: undefined, extended: 0 }

@@ -5,6 +5,7 @@
  * same index; the feature off, wrong credentials and a missing bucket give clear lines and
  * sysexits codes.
  */
+import { createHash } from "node:crypto"
 import fs from "node:fs"
 import path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
@@ -124,5 +125,50 @@ describe.skipIf(ceph.skip !== undefined)("ctl_backups and the object store", () 
     const m = await runOurs("ctl_backups", ["-C", missing.conf, "push", "-A"])
     expect(m.code).toBe(78)
     expect(m.stderr).toContain("no-such-bucket-here")
+  })
+
+  it("compaction: unchanged leading chunks keep their objects, the rest are dropped; Object Lock refuses their deletion, reported and kept", async () => {
+    const locked = await createBucket(env, "os-pushlock", { objectLock: true })
+    try {
+      const s = makeServer("push-compact", [
+        ...storeConf(env, locked, ["backup_objectstore_prefix: c1", "backup_objectstore_lock_days: 1"]),
+        "backup_retention: 1s"
+      ])
+      const data = await Effect.runPromise(goldenBackup(path.join(s.partition, "a"), "carol_os"))
+      await s.record("carol", data)
+      const push = await runOurs("ctl_backups", ["-C", s.conf, "push", "-j", "carol"])
+      expect(push.code, push.stderr).toBe(0)
+      const members = () => {
+        const bytes = fs.readFileSync(data)
+        return chunkMetas(data).map((m) => createHash("sha256").update(bytes.subarray(m.offset, m.offset + m.size)).digest("hex"))
+      }
+      const before = members()
+      const compact = await runOurs("ctl_backups", ["-C", s.conf, "-F", "compact", "carol"])
+      expect(compact.code, compact.stderr).toBe(0)
+      const after = members()
+      // members compaction kept byte for byte are the same objects; the others are dropped
+      const sameLead = before.filter((h) => after.includes(h)).length
+      expect(after.length).toBeGreaterThan(0)
+      const listed = await runOurs("ctl_backups", ["-C", s.conf, "list", "-j", "carol"])
+      expect(json(listed.stdout)[0]).toMatchObject({ pending_chunks: 0, pending_bytes: 0 })
+      const v = await runOurs("ctl_backups", ["-C", s.conf, "verify", "-O", "carol"])
+      expect(v.stdout).toBe(`carol\tquick\tchecked ${after.length}\tbad 0\tpending 0\tok\n`)
+      // past backup_retention the dropped objects are due, but the store's lock refuses
+      await new Promise((r) => setTimeout(r, 1500))
+      const later = await runOurs("ctl_backups", ["-C", s.conf, "push", "-j", "carol"])
+      expect(later.code, later.stderr).toBe(0)
+      const dropped = before.length - sameLead
+      console.log(`compaction: ${before.length} chunks before, ${after.length} after, ${sameLead} kept byte for byte, ${dropped} objects dropped`)
+      expect(dropped).toBeGreaterThan(0)
+      // the dropped chunk objects, and the first manifest (superseded, past retention) too
+      expect(json(later.stdout)[0]).toMatchObject({ kept_locked: dropped + 1, deleted_objects: 0 })
+      expect(later.stderr.match(/kept users\/carol\/chunks\/[0-9a-f]{64}\.gz: .*Object Lock until/g)).toHaveLength(dropped)
+      expect(later.stderr.match(/kept users\/carol\/manifests\/\d{16}-f\.json: .*Object Lock until/g)).toHaveLength(1)
+      // still remembered: the next push reports them again
+      const again = await runOurs("ctl_backups", ["-C", s.conf, "push", "-j", "carol"])
+      expect(json(again.stdout)[0]).toMatchObject({ kept_locked: dropped + 1 })
+    } finally {
+      await removeBucket(env, locked).catch(() => undefined)
+    }
   })
 })

@@ -22,6 +22,8 @@ import {
   makeObjectStore,
   planUpload,
   pushLocked,
+  readUploadState,
+  type DroppedObject,
   type ObjectStoreError,
   type ObjectStoreLocalError,
   type ObjectStoreShape,
@@ -205,4 +207,55 @@ const printPush = (run: Run, t: Target, r: PushReport) =>
         .set("pending_bytes", r.pending.bytes),
       `${who(t)}\tuploaded ${o.uploaded}\t${o.uploadedBytes}\treused ${o.reused}\tmanifest ${seq}\tpending ${r.pending.chunks}\t${r.pending.bytes}\n`
     )
+  })
+
+/** One store per run (its first use probes the bucket once). */
+const stores = new WeakMap<Run, ObjectStoreShape | undefined>()
+const runStore = (run: Run): ObjectStoreShape | undefined => {
+  if (!stores.has(run)) stores.set(run, Option.getOrUndefined(Either.getOrElse(storeOf(run), () => Option.none<ObjectStoreShape>())))
+  return stores.get(run)
+}
+
+/** What the bucket held for a backup before its compaction (undefined: feature off or nothing recorded). */
+export interface BeforeCompact {
+  readonly objects: ReadonlyArray<{ readonly object: string; readonly versionId?: string | undefined }>
+  readonly dropped: ReadonlyArray<DroppedObject>
+}
+
+/** Read before `compact` rebuilds the index (which loses our tables): the objects the manifest lists, the dropped list. */
+export const beforeCompact = (run: Run, t: Target): Effect.Effect<BeforeCompact | undefined> =>
+  runStore(run) === undefined
+    ? Effect.succeed(undefined)
+    : Effect.scoped(
+        Effect.gen(function*() {
+          const b = yield* openToolBackup(t.dataPath, { wait: run.args.wait })
+          const s = yield* readUploadState(b.sql)
+          return { objects: [...s.objects.values()].map((o) => ({ object: o.entry.object, versionId: o.entry.versionId })), dropped: s.dropped }
+        })
+      ).pipe(Effect.orElseSucceed(() => undefined))
+
+/**
+ * After a compaction: the new file pushed (its unchanged leading chunks cost one HEAD each, the
+ * rewritten tail goes up), the old objects it does not use dropped now, a full manifest, and
+ * the housekeeping (objects past retention deleted; a lock refusal is reported and the object
+ * kept). Failures are reported on stderr; the compaction itself stands.
+ */
+export const afterCompact = (run: Run, t: Target, before: BeforeCompact | undefined): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const store = runStore(run)
+    if (store === undefined) return
+    const r = yield* Effect.either(
+      Effect.scoped(
+        Effect.flatMap(
+          Effect.mapError(openToolBackup(t.dataPath, { wait: true }), localError(t.dataPath)),
+          (b) => pushLocked(store, t.userid ?? t.dataPath, b, { full: true, dropFrom: before?.objects ?? [], carryDropped: before?.dropped ?? [] })
+        )
+      )
+    )
+    if (Either.isLeft(r)) return yield* run.p.err(`${who(t)}: object store not updated after compaction (ctl_backups push will): ${r.left.message}\n`)
+    for (const l of [...(r.right.deleted?.locked ?? []), ...(r.right.pruned?.locked ?? [])]) yield* run.p.err(`${who(t)}: kept ${l.object}: ${l.message}\n`)
+    if (run.args.verbose > 0) {
+      const o = r.right.outcome
+      yield* run.p.out(`object store: ${o.uploaded} chunks uploaded, ${o.reused} unchanged, manifest ${o.manifest?.head.seq ?? "-"}, ${r.right.deleted?.deleted.length ?? 0} dropped objects deleted\n`)
+    }
   })
