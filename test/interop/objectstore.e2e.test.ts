@@ -190,4 +190,133 @@ describe.skipIf(!runnable)("object storage end to end", () => {
       ),
     600_000
   )
+
+  it.live(
+    "wrong credentials: syncs go on, backupd logs the delay naming the endpoint, pending shows the lag; push uploads it once fixed",
+    () =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          const env = startCeph()
+          const bucket = yield* Effect.promise(() => createBucket(env, "os-e2e-cred"))
+          yield* Effect.addFinalizer(() => Effect.promise(() => removeBucket(env, bucket)))
+          const files = yield* Effect.promise(() => storeFiles(env))
+          fs.writeFileSync(files.credentials, `${env.accessKeyId}\n${"0".repeat(40)}\n`)
+          const backup = yield* startBackupServer({
+            backupdCmd: OUR_BACKUPD,
+            extraConf: [
+              "backupd_sasl_pwcheck_method: alwaystrue",
+              `backup_objectstore_endpoint: ${env.endpoint}`,
+              `backup_objectstore_bucket: ${bucket}`,
+              `backup_objectstore_credentials: ${files.credentials}`,
+              `backup_objectstore_recipients: ${files.recipientsFile}`
+            ]
+          })
+          const ctl = (args: ReadonlyArray<string>) => runCtlBackups(backup, args, { program: OUR_CTL })
+          const source = yield* startSource({ backupPort: backup.port, users: USERS })
+          yield* populate(source, { messages: 6, seed: 7, sieve: false })
+          const sync = yield* runSyncClient(source, ["-A"])
+          expect(sync.exitCode, sync.stderr).toBe(0)
+          yield* backup.awaitBackupsClosed()
+          let delayed: ReadonlyArray<string> = []
+          for (let i = 0; i < 100 && delayed.length < USERS.length; i++) {
+            delayed = (yield* backup.syslog).filter((l) => l.includes("upload of") && l.includes("delayed"))
+            yield* Effect.sleep("100 millis")
+          }
+          expect(delayed.length, "backupd logged the delayed uploads").toBeGreaterThanOrEqual(USERS.length)
+          expect(delayed[0]).toContain(env.endpoint)
+          expect(delayed[0]).toContain("backup_objectstore_credentials")
+          const listed = yield* ctl(["list", "-j", "-A"])
+          const pending = [...listed.stdout.matchAll(/"pending_chunks":\s*(\d+)/g)].map((m) => Number(m[1]))
+          expect(pending.length).toBe(USERS.length)
+          for (const n of pending) expect(n).toBeGreaterThan(0)
+          const refused = yield* ctl(["push", "-A"])
+          expect(refused.exitCode).toBe(77)
+          expect(refused.stderr).toContain(env.endpoint)
+          // fixed: push sends what backupd could not
+          fs.writeFileSync(files.credentials, `${env.accessKeyId}\n${env.secretAccessKey}\n`)
+          const push = yield* ctl(["push", "-A"])
+          expect(push.exitCode, push.stderr).toBe(0)
+          const after = yield* ctl(["list", "-j", "-A"])
+          expect([...after.stdout.matchAll(/"pending_chunks":\s*(\d+)/g)].map((m) => Number(m[1]))).toEqual(USERS.map(() => 0))
+        })
+      ),
+    600_000
+  )
+
+  it.live(
+    "two hosts, one bucket (a prefix each): host A is lost, host C pulls A's prefix and takes over A's sync channel; B is untouched",
+    () =>
+      Effect.scoped(
+        Effect.gen(function*() {
+          const env = startCeph()
+          const bucket = yield* Effect.promise(() => createBucket(env, "os-e2e-two"))
+          yield* Effect.addFinalizer(() => Effect.promise(() => removeBucket(env, bucket)))
+          const files = yield* Effect.promise(() => storeFiles(env))
+          const conf = (prefix: string) => [
+            "backupd_sasl_pwcheck_method: alwaystrue",
+            `backup_objectstore_endpoint: ${env.endpoint}`,
+            `backup_objectstore_bucket: ${bucket}`,
+            `backup_objectstore_prefix: ${prefix}`,
+            `backup_objectstore_credentials: ${files.credentials}`,
+            `backup_objectstore_recipients: ${files.recipientsFile}`,
+            `backup_objectstore_identity: ${files.identityFile}`
+          ]
+          const usersA = ["ann"]
+          const usersB = ["ben"]
+          const restoreTarget = yield* startRestoreTarget({ users: usersA })
+          const hostA = yield* startBackupServer({ backupdCmd: OUR_BACKUPD, extraConf: conf("hostA") })
+          const hostB = yield* startBackupServer({ backupdCmd: OUR_BACKUPD, extraConf: conf("hostB") })
+          const srcA = yield* startSource({ backupPort: hostA.port, users: usersA })
+          const srcB = yield* startSource({ backupPort: hostB.port, users: usersB })
+          yield* populate(srcA, { messages: 5, seed: 1, sieve: false })
+          yield* populate(srcB, { messages: 5, seed: 2, sieve: false })
+          for (const [src, host] of [[srcA, hostA], [srcB, hostB]] as const) {
+            const r = yield* runSyncClient(src, ["-A"])
+            expect(r.exitCode, r.stderr).toBe(0)
+            yield* host.awaitBackupsClosed()
+          }
+          // make sure both hosts' uploads are complete (backupd does it; push finds nothing left)
+          for (const host of [hostA, hostB]) {
+            const p = yield* runCtlBackups(host, ["push", "-A"], { program: OUR_CTL })
+            expect(p.exitCode, p.stderr).toBe(0)
+          }
+          const sumA = sha1(backupFilesOf(hostA, "ann")!.data)
+          const sumB = sha1(backupFilesOf(hostB, "ben")!.data)
+          // host A's disk is lost
+          yield* hostA.stop
+          const hostC = yield* startBackupServer({ backupdCmd: OUR_BACKUPD, restoreTarget, extraConf: conf("hostA") })
+          const pull = yield* runCtlBackups(hostC, ["pull", "-A"], { program: OUR_CTL })
+          expect(pull.exitCode, pull.stderr).toBe(0)
+          expect(pull.stdout.split("\n").filter((l) => l !== "").map((l) => l.split("\t")[0])).toEqual(usersA)
+          expect(sha1(backupFilesOf(hostC, "ann")!.data)).toBe(sumA)
+          expect(backupFilesOf(hostC, "ben")).toBeUndefined()
+          // the sync channel moves to C and continues incrementally, then with new mail
+          yield* srcA.retarget(hostC.port)
+          const size = fs.statSync(backupFilesOf(hostC, "ann")!.data).size
+          const cont = yield* runSyncClient(srcA, ["-A"])
+          expect(cont.exitCode, cont.stderr).toBe(0)
+          yield* hostC.awaitBackupsClosed()
+          expect(fs.statSync(backupFilesOf(hostC, "ann")!.data).size).toBe(size)
+          yield* mutate(srcA, { messages: 2, seed: 3 })
+          const more = yield* runSyncClient(srcA, ["-A"])
+          expect(more.exitCode, more.stderr).toBe(0)
+          yield* hostC.awaitBackupsClosed()
+          const verify = yield* runCtlBackups(hostC, ["verify", "-A"])
+          expect(verify.exitCode, verify.stdout + verify.stderr).toBe(0)
+          const before = yield* snapshotUser(srcA.imapPort, "ann", USER_PASSWORD)
+          const names = Object.keys(before.mailboxes).map((f) => adminName("ann", f))
+          const r = yield* runRestore(hostC, ["-U", "-X", restoreTarget.syncAddress, "-u", "ann", ...names])
+          expect(r.exitCode, r.stderr).toBe(0)
+          expect((yield* snapshotUser(restoreTarget.imapPort, "ann", USER_PASSWORD)).mailboxes).toEqual(before.mailboxes)
+          // C's uploads continue A's manifests; B's prefix is untouched
+          const pushC = yield* runCtlBackups(hostC, ["push", "-j", "-A"], { program: OUR_CTL })
+          expect(pushC.exitCode, pushC.stderr).toBe(0)
+          expect(pushC.stdout).toMatch(/"pending_chunks": 0/)
+          expect(sha1(backupFilesOf(hostB, "ben")!.data)).toBe(sumB)
+          const listB = yield* runCtlBackups(hostB, ["list", "-j", "-A"], { program: OUR_CTL })
+          expect(listB.stdout).toMatch(/"pending_chunks": 0/)
+        })
+      ),
+    600_000
+  )
 })
