@@ -13,7 +13,7 @@
  *    head in one transaction.
  *
  * `ctl_backups push` runs all three under its lock; backupd runs 1 and 3 under short locks and
- * 2 without (src/service/uploader.ts).
+ * 2 without (src/service/Uploader.ts).
  */
 import { Effect, Option } from "effect"
 import { indexQueries } from "../store/index.js"

@@ -38,7 +38,7 @@ import { parseServiceArgs, usageText, type ServiceArgs } from "./ServiceArgs.js"
 import { runDebugCommand } from "./debugCommand.js"
 import { Signals } from "./Signals.js"
 import { loadTlsOptions } from "./tlsOptions.js"
-import { startUploader } from "./uploader.js"
+import { startUploader } from "./Uploader.js"
 
 const PROGRAM = "backupd"
 
@@ -264,7 +264,7 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
             : Effect.fail(e)
         )
       )
-      // object storage: sealed chunks uploaded in the background (uploader.ts); off = unchanged
+      // object storage: sealed chunks uploaded in the background (Uploader.ts); off = unchanged
       const uploader = yield* startUploader(config, yield* UserBackups, log)
       const backups = uploader.backups
       const signals = yield* Signals
