@@ -113,9 +113,19 @@ export const startUploader = (config: CyrusConfig, inner: UserBackupsShape, log:
         })
       )
 
+    /** Uploads done whose record waits for a session of this process to release the lock. */
+    const parked = new Map<string, Effect.Effect.Success<ReturnType<typeof runUpload>>>()
+    const heldHere = (job: Job) => (e: unknown) => (e as { readonly _tag?: string })._tag === "BackupLocked" && isHeldInProcess(job.dataPath)
+
     const uploadOne = (job: Job) =>
       Effect.gen(function*() {
         const started = Date.now()
+        const waiting = parked.get(job.key)
+        if (waiting !== undefined) {
+          // the last upload's manifest is in the bucket: record it first, then look for more
+          yield* withLock(job, (files) => recordUpload(files.sql, files.indexPath, waiting))
+          parked.delete(job.key)
+        }
         const planned = yield* withLock(job, (files) =>
           Effect.gen(function*() {
             const end = yield* dataFileSize(files)
@@ -130,11 +140,15 @@ export const startUploader = (config: CyrusConfig, inner: UserBackupsShape, log:
         if (planned === undefined) return
         const { plan, fd, pending } = planned
         const outcome = yield* runUpload(store, plan, fd).pipe(Effect.ensuring(Effect.sync(() => closeLater(fd, job.dataPath))))
-        const recorded = yield* withLock(job, (files) => recordUpload(files.sql, files.indexPath, outcome))
+        // a session that opened the backup meanwhile holds the lock: record when it closes
+        const recorded = yield* withLock(job, (files) => recordUpload(files.sql, files.indexPath, outcome)).pipe(
+          Effect.catchIf(heldHere(job), () => Effect.sync(() => (parked.set(job.key, outcome), "parked" as const)))
+        )
         const secs = ((Date.now() - started) / 1000).toFixed(3)
+        const note = recorded === "parked" ? " (recorded when the open session closes)" : recorded ? "" : " (index changed meanwhile: not recorded)"
         log.info(
           `object store: ${job.key}: ${outcome.uploaded} chunks (${outcome.uploadedBytes} bytes) uploaded, ${outcome.reused} found, of ${pending.chunks} pending;` +
-            ` manifest ${outcome.manifest?.head.seq ?? "unchanged"}${recorded ? "" : " (index changed meanwhile: not recorded)"}; ${secs}s`
+            ` manifest ${outcome.manifest?.head.seq ?? "unchanged"}${note}; ${secs}s`
         )
       })
 
