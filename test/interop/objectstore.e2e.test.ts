@@ -130,7 +130,8 @@ describe.skipIf(!runnable)("object storage end to end", () => {
           execFileSync("age", ["-d", "-i", files.identityFile, "-o", path.join(work, "chunk.gz"), enc], { stdio: "pipe" })
           const text = execFileSync("zcat", [path.join(work, "chunk.gz")]).toString("latin1")
           expect(text.startsWith("# cyrus backup: chunk start\r\n")).toBe(true)
-          expect(text).toContain("APPLY ")
+          expect(text).toContain(" APPLY MESSAGE (%{default ")
+          expect(text).toMatch(/\r\nSubject: /)
           s3.destroy()
 
           // the host is lost: partition and backups.db gone
