@@ -34,7 +34,7 @@ const targetPath = (partitions: PartitionsService, m: ResolvedManifest) =>
       return m.dataFile
     }
     // createDataFile reserves a fresh name with an empty file; the rebuild links into its place
-    const fresh = Buffer.from(yield* partitions.createDataFile(m.user), "latin1").toString("latin1")
+    const fresh = yield* partitions.createDataFile(m.user)
     fs.rmSync(Buffer.from(fresh, "latin1"))
     return fresh
   })
