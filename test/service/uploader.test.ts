@@ -113,4 +113,45 @@ describe.skipIf(ceph.skip !== undefined)("backupd's background upload", () => {
       expect(pending).toMatchObject({ chunks: 0, bytes: 0, sealedChunks: 2 })
       expect(lines.filter((l) => l.includes("delayed"))).toEqual([])
     }), 120_000)
+
+  it.live("an unreachable store: the session is not delayed, and finish() gives up within its bound, leaving the upload to push", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("os-uploader-down")
+      const conf = path.join(dir, "imapd.conf")
+      fs.writeFileSync(
+        conf,
+        [
+          `configdirectory: ${dir}`,
+          `backuppartition-default: ${dir}`,
+          "backup_objectstore_endpoint: http://127.0.0.1:9", // discard port: nothing listens
+          `backup_objectstore_bucket: ${bucket}`,
+          `backup_objectstore_credentials: ${credentialsFile(env)}`,
+          ""
+        ].join("\n")
+      )
+      const config = yield* Config.load({ path: conf, service: "backupd" }).pipe(Effect.provide(NodeFileSystem.layer))
+      const data = path.join(dir, "erik_abc")
+      const inner: UserBackupsShape = { open: () => Effect.map(openForAppend(data, { create: true, durable: false }), Option.some) }
+      const lines: Array<string> = []
+      const log: ServiceLog = { write: (_, l) => lines.push(l), error: (l) => lines.push(l), warning: (l) => lines.push(l), notice: (l) => lines.push(l), info: (l) => lines.push(l), debug: () => {} }
+      const up = yield* startUploader(config, inner, log)
+      const started = Date.now()
+      yield* Effect.scoped(
+        Effect.gen(function*() {
+          const w = yield* Effect.flatMap(up.backups.open("erik", { create: true }), Effect.orDieWith(() => "no backup"))
+          yield* w.append(item("MESSAGE", list([stage(dir, 1000)])))
+        })
+      )
+      const sessionMs = Date.now() - started
+      yield* Effect.sleep("300 millis")
+      expect(up.busy()).toBe(1) // retrying against the dead endpoint
+      const t = Date.now()
+      yield* up.finish("1 second")
+      const finishMs = Date.now() - t
+      expect(finishMs).toBeLessThan(5000)
+      expect(lines.some((l) => l.includes("1 uploads left to ctl_backups push")), lines.join("\n")).toBe(true)
+      expect((yield* pendingUploads(data)).chunks).toBe(1)
+      console.log(`uploader, store unreachable: session ${sessionMs} ms, finish gave up after ${finishMs} ms`)
+    }), 60_000)
 })
+
