@@ -34,10 +34,19 @@ const str = (v: unknown): string => (Buffer.isBuffer(v) ? v.toString("utf8") : S
 const q = <A extends object = Record<string, unknown>>(sql: Sql, text: string, params: ReadonlyArray<unknown> = []) =>
   sql.unsafe<A>(text, params).pipe(Effect.provideService(SqlClient.SafeIntegers, true))
 
+/** A chunk the last manifest lists, as recorded: where it was and what it held, and its entry. */
+export interface RecordedObject {
+  readonly offset: number
+  readonly size: number
+  readonly dataSha1: string
+  readonly fileSha1: string
+  readonly entry: ChunkEntry
+}
+
 /** What the index says about the bucket. */
 export interface LocalUploadState {
   /** Entries of the chunks the last manifest lists, by chunk id. */
-  readonly objects: ReadonlyMap<number, { readonly offset: number; readonly size: number; readonly dataSha1: string; readonly fileSha1: string; readonly entry: ChunkEntry }>
+  readonly objects: ReadonlyMap<number, RecordedObject>
   readonly head: (ManifestHead & { readonly object: string; readonly written: string }) | undefined
   readonly dropped: ReadonlyArray<DroppedObject>
 }
@@ -53,7 +62,7 @@ const decodeEntry = Schema.decodeUnknownEither(Schema.parseJson(ChunkEntry))
 export const readUploadState = (sql: Sql): Effect.Effect<LocalUploadState, unknown> =>
   Effect.gen(function*() {
     if (!(yield* hasTables(sql))) return EMPTY
-    const objects = new Map<number, LocalUploadState["objects"] extends ReadonlyMap<number, infer V> ? V : never>()
+    const objects = new Map<number, RecordedObject>()
     for (const r of yield* q(sql, "SELECT chunk_id, offset, size, data_sha1, file_sha1, entry FROM backupd_object ORDER BY chunk_id;")) {
       const entry = decodeEntry(str(r.entry))
       if (Either.isLeft(entry)) continue
@@ -122,7 +131,7 @@ export const readTail = (sql: Sql): Effect.Effect<{ readonly chunkId: number | n
   })
 
 /** Whether the recorded entry still describes this chunk (same place, same content). */
-export const entryMatches = (known: LocalUploadState["objects"] extends ReadonlyMap<number, infer V> ? V : never, m: ChunkMeta): boolean =>
+export const entryMatches = (known: RecordedObject, m: ChunkMeta): boolean =>
   known.offset === m.offset && known.size === m.size && known.dataSha1 === m.dataSha1 && known.fileSha1 === m.fileSha1
 
 /**
