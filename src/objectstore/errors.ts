@@ -95,3 +95,13 @@ export type ObjectStoreError =
 /** Whether the retry schedule should try again after this error. */
 export const isTransient = (e: ObjectStoreError): boolean =>
   e._tag === "ObjectStoreUnreachable" || (e._tag === "ObjectStoreRequestFailed" && e.transient)
+
+/** The host's own upload state (the index, the data file's size) cannot be read or written. */
+export class ObjectStoreLocalError extends Data.TaggedError("ObjectStoreLocalError")<{
+  readonly path: string
+  readonly message: string
+}> {}
+
+/** An ObjectStoreLocalError for `path` from whatever failed. */
+export const localError = (path: string) => (e: unknown): ObjectStoreLocalError =>
+  new ObjectStoreLocalError({ path, message: `${path}: ${(e as { message?: string }).message ?? String(e)}` })

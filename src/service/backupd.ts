@@ -39,6 +39,7 @@ import { parseServiceArgs, usageText, type ServiceArgs } from "./ServiceArgs.js"
 import { runDebugCommand } from "./debugCommand.js"
 import { Signals } from "./Signals.js"
 import { loadTlsOptions } from "./tlsOptions.js"
+import { startUploader } from "./Uploader.js"
 
 const PROGRAM = "backupd"
 
@@ -269,7 +270,9 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
             : Effect.fail(e)
         )
       )
-      const backups = yield* UserBackups
+      // object storage: sealed chunks uploaded in the background (Uploader.ts); off = unchanged
+      const uploader = yield* startUploader(config, yield* UserBackups, log)
+      const backups = uploader.backups
       const signals = yield* Signals
       const env: SessionEnv = {
         config,
@@ -286,7 +289,7 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
         )
       )
       if (args.stdio) {
-        yield* serveConnection(fromStdio(), env)
+        yield* serveConnection(fromStdio(), env).pipe(Effect.ensuring(uploader.finish()))
         const reason = yield* signals.poll
         return reason._tag === "Some" && reason.value === "terminate" ? EX_TEMPFAIL : EX_OK
       }
@@ -294,7 +297,7 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
       return yield* acceptLoop(
         { maxUses: args.maxUses, reuseTimeout: args.reuseTimeout, lockPath, programFiles: programFiles(), log: log.error },
         (socket: NetSocket) => serveConnection(fromSocket(socket), env)
-      )
+      ).pipe(Effect.ensuring(uploader.finish()))
     }).pipe(withServiceLog(log, { debug: config.debug }))
 
   const program = Effect.gen(function* () {

@@ -3,8 +3,11 @@
  * library's upload and download, clear and age-encrypted, next to the store's own plain
  * PutObject/GetObject of the same bytes, in one child process (support/benchChild.ts) whose
  * RSS is sampled every 5 ms. Speeds are reported, never asserted; the assertions are that the
- * RSS growth while a chunk moves stays below the chunk's size (it is streamed), and for
- * uploads below half of it and 64 MB (their buffers are reused).
+ * RSS growth while a chunk moves stays below the chunk's size (it is streamed), and that what
+ * an upload keeps alive (heap and Buffers in use right after a full GC, run every 50 ms during
+ * the same upload) stays below half of it and 64 MB (three 8 MiB part buffers, reused). Without those GCs the growth also holds garbage V8 has
+ * not collected yet (age allocates every 64 KiB block anew, and freed buffers wait for the
+ * external-memory soft limit, 64 MB): reported, bounded by the chunk size only.
  */
 import { execFileSync } from "node:child_process"
 import path from "node:path"
@@ -52,16 +55,16 @@ describe.skipIf(ceph.skip !== undefined)(`moving a ${CHUNK_MB} MB chunk`, () => 
     const before = execFileSync("uptime", { encoding: "utf8" }).trim()
     const out = execFileSync(process.execPath, ["--expose-gc", child, JSON.stringify(args)], { encoding: "utf8", timeout: 300_000 })
     const after = execFileSync("uptime", { encoding: "utf8" }).trim()
-    const r = JSON.parse(out) as Record<string, { mbPerSecond: number; rssGrowthMb: number; rssPeakMb: number; seconds: number }>
+    const r = JSON.parse(out) as Record<string, { mbPerSecond: number; rssGrowthMb: number; rssPeakMb: number; seconds: number; liveGrowthMb?: number }>
     console.log(`object store, ${CHUNK_MB} MB chunk (load before: ${before.replace(/.*load/, "load")}; after: ${after.replace(/.*load/, "load")})`)
-    for (const k of ["clearUpload", "clearDownload", "encryptedUpload", "encryptedDownload", "plainPut", "plainGet"]) {
+    for (const k of ["clearUpload", "clearUploadKept", "clearDownload", "encryptedUpload", "encryptedUploadKept", "encryptedDownload", "plainPut", "plainGet"]) {
       const f = r[k]!
-      console.log(`  ${k.padEnd(18)} ${String(f.mbPerSecond).padStart(6)} MB/s  ${String(f.seconds).padStart(6)} s  RSS +${f.rssGrowthMb} MB (peak ${f.rssPeakMb} MB)`)
+      console.log(`  ${k.padEnd(18)} ${String(f.mbPerSecond).padStart(6)} MB/s  ${String(f.seconds).padStart(6)} s  RSS +${f.rssGrowthMb} MB (peak ${f.rssPeakMb} MB)${f.liveGrowthMb === undefined ? "" : `, live +${f.liveGrowthMb} MB`}`)
     }
-    // uploads (what backupd does) reuse their part buffers: (2 + 1) × 8 MiB plus the garbage of
-    // age's 64 KiB blocks; downloads (a pulling host) hold only blocks in flight, but Node's
-    // HTTP stream leaves its 64 KiB chunks to the collector, as a plain GetObject does
-    for (const k of ["clearUpload", "encryptedUpload"]) expect(r[k]!.rssGrowthMb, k).toBeLessThan(Math.min(64, CHUNK_MB / 2))
-    for (const k of ["clearDownload", "encryptedDownload"]) expect(r[k]!.rssGrowthMb, k).toBeLessThan(CHUNK_MB * 0.9)
+    // uploads (what backupd does) keep (2 + 1) × 8 MiB part buffers alive; downloads (a
+    // pulling host) hold only blocks in flight, but Node's HTTP stream leaves its 64 KiB chunks
+    // to the collector, as a plain GetObject does
+    for (const k of ["clearUploadKept", "encryptedUploadKept"]) expect(r[k]!.liveGrowthMb, k).toBeLessThan(Math.min(64, CHUNK_MB / 2))
+    for (const k of ["clearUpload", "encryptedUpload", "clearDownload", "encryptedDownload"]) expect(r[k]!.rssGrowthMb, k).toBeLessThan(CHUNK_MB * 0.9)
   })
 })

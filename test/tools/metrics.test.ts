@@ -13,7 +13,7 @@ import { Effect, Scope, Exit } from "effect"
 import { beforeAll, describe, expect, it } from "vitest"
 import { lockDataFile } from "../../src/store/dataFileLock.js"
 import { BackupsDb } from "../../src/store/index.js"
-import { runMetrics, type UploadPendingSource } from "../../src/tools/ctlBackups/metrics.js"
+import { noUploadPending, runMetrics, type UploadPendingSource } from "../../src/tools/ctlBackups/metrics.js"
 import { processIo } from "../../src/tools/ToolIo.js"
 import { backupsDbLayer, loadConfig } from "../../src/tools/toolRuntime.js"
 import { copyGolden } from "../store/support.js"
@@ -170,12 +170,14 @@ describe("ctl_backups metrics", () => {
 })
 
 describe("upload-pending hook", () => {
-  it("series only with object storage configured and figures from the source", async () => {
+  it("series only with object storage configured, from the host's upload state by default", async () => {
     const server = makeServer("metrics-upload", [
       "backup_objectstore_endpoint: http://127.0.0.1:9",
       "backup_objectstore_bucket: cyrus-backups",
       "backup_objectstore_credentials: /nonexistent"
     ])
+    const golden = copyGolden(path.join(server.partition, "a"), "alice_golden")
+    await server.record("alice", golden)
     const plain = makeServer("metrics-noupload")
     const run = (conf: string, source?: UploadPendingSource) =>
       Effect.runPromise(
@@ -188,14 +190,18 @@ describe("upload-pending hook", () => {
           return { code, text: out.join("") }
         })
       )
-    const pending: UploadPendingSource = () => Effect.succeed({ chunks: 2, bytes: 4096 })
-    let r = await run(server.conf, pending)
+    // the default: the local upload state (src/objectstore/pending.ts); an index the C tools
+    // wrote has no upload record, so every sealed chunk is pending
+    let r = await run(server.conf)
     expect(r.code).toBe(0)
+    expect(promtoolCheck(r.text).status).toBe(0)
+    expect(sample(r.text, "cyrus_backup_upload_pending_chunks")).toBe(sample(r.text, "cyrus_backup_chunks"))
+    expect(sample(r.text, "cyrus_backup_upload_pending_bytes")).toBeGreaterThan(0)
+    r = await run(server.conf, () => Effect.succeed({ chunks: 2, bytes: 4096 }))
     expect(sample(r.text, "cyrus_backup_upload_pending_chunks")).toBe(2)
     expect(sample(r.text, "cyrus_backup_upload_pending_bytes")).toBe(4096)
-    expect(promtoolCheck(r.text).status).toBe(0)
-    // no figures yet (the default source): no series
-    r = await run(server.conf)
+    // a source that knows nothing: no series
+    r = await run(server.conf, noUploadPending)
     expect(r.text).not.toContain("cyrus_backup_upload_pending")
     // no object storage: the source is not asked
     r = await run(plain.conf, () => Effect.die("asked"))

@@ -7,7 +7,8 @@ import { getopt } from "../getopt.js"
 import { atoi } from "../toolRuntime.js"
 import { parseMonitorArgs, type MonitorArgs } from "./MonitorArgs.js"
 
-export type CtlCommand = "compact" | "delete" | "health" | "list" | "lock" | "metrics" | "move" | "reconstruct" | "reindex" | "stat" | "verify"
+export type CtlCommand =
+  | "compact" | "delete" | "health" | "list" | "lock" | "metrics" | "move" | "pull" | "push" | "reconstruct" | "reindex" | "stat" | "verify"
 export type CtlMode = "all" | "domain" | "prefix" | "file" | "mboxname" | "userid"
 
 export interface CtlArgs {
@@ -24,12 +25,14 @@ export interface CtlArgs {
   readonly force: boolean
   readonly noVerify: boolean
   readonly json: boolean
+  /** `verify -O`: check the copies in the object store instead of the local backup (ours). */
+  readonly objectStore: boolean
   readonly names: ReadonlyArray<string>
   /** `metrics` and `health` only (MonitorArgs.ts). */
   readonly monitor?: MonitorArgs
 }
 
-const COMMANDS: ReadonlyArray<CtlCommand> = ["compact", "delete", "list", "lock", "move", "reconstruct", "reindex", "stat", "verify"]
+const COMMANDS: ReadonlyArray<CtlCommand> = ["compact", "delete", "list", "lock", "move", "pull", "push", "reconstruct", "reindex", "stat", "verify"]
 
 /** Parses the command line as the original does (getopt ":AC:DFPSVcfjmpst:x:uvw"). */
 export const parseCtlArgs = (argv: ReadonlyArray<string>): CtlArgs | { readonly usage: true } => {
@@ -40,10 +43,10 @@ export const parseCtlArgs = (argv: ReadonlyArray<string>): CtlArgs | { readonly 
     if (monitor === "usage") return usage
     return {
       altConfig: monitor.altConfig, command: monitor.command, mode: "all", lockMode: "pipe", lockCommand: undefined, createExclusive: false,
-      wait: false, verbose: 0, stopOnError: false, listStale: 0, force: false, noVerify: true, json: false, names: [], monitor
+      wait: false, verbose: 0, stopOnError: false, listStale: 0, force: false, noVerify: true, json: false, objectStore: false, names: [], monitor
     }
   }
-  const { events, operands } = getopt(argv, ":AC:DFPSVcfjmpst:x:uvw")
+  const { events, operands } = getopt(argv, ":AC:DFOPSVcfjmpst:x:uvw")
   let altConfig: string | undefined
   let mode: CtlMode | undefined
   let lockMode: CtlArgs["lockMode"] | undefined
@@ -56,6 +59,7 @@ export const parseCtlArgs = (argv: ReadonlyArray<string>): CtlArgs | { readonly 
   let force = false
   let noVerify = false
   let json = false
+  let objectStore = false
   const setMode = (m: CtlMode) => {
     if (mode !== undefined) return false
     mode = m
@@ -85,6 +89,7 @@ export const parseCtlArgs = (argv: ReadonlyArray<string>): CtlArgs | { readonly 
         case "F": force = true; return true
         case "S": stopOnError = true; return true
         case "V": noVerify = true; return true
+        case "O": objectStore = true; return true
         case "c": createExclusive = true; return true
         case "w": wait = true; return true
         case "j": if (verbose > 0) return false; json = true; return true
@@ -103,6 +108,7 @@ export const parseCtlArgs = (argv: ReadonlyArray<string>): CtlArgs | { readonly 
   if (!COMMANDS.includes(command)) return usage
   const names = operands.slice(1)
   if (lockMode !== undefined && command !== "lock") return usage
+  if (objectStore && command !== "verify") return usage
   switch (command) {
     case "list":
       if (mode === undefined && names.length === 0) mode = "all"
@@ -124,6 +130,6 @@ export const parseCtlArgs = (argv: ReadonlyArray<string>): CtlArgs | { readonly 
   if (finalMode === "all" && names.length > 0) return usage
   return {
     altConfig, command, mode: finalMode, lockMode: lockMode ?? "pipe", lockCommand, createExclusive, wait, verbose,
-    stopOnError, listStale, force, noVerify, json, names
+    stopOnError, listStale, force, noVerify, json, objectStore, names
   }
 }

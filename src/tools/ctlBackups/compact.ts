@@ -4,6 +4,7 @@ import { compactBackup, type CompactReport } from "../../store/index.js"
 import { IMAP_IOERROR } from "../cFormat.js"
 import { openErrorCode } from "../openErrors.js"
 import type { Target } from "../targets.js"
+import { afterCompact, beforeCompact } from "./objectStore.js"
 import type { Run } from "./Run.js"
 
 export type CompactResult =
@@ -16,6 +17,8 @@ export type CompactResult =
 export const compactOne = (run: Run, t: Target): Effect.Effect<CompactResult> =>
   Effect.gen(function*() {
     const c = run.config
+    // object storage on: what the bucket holds now, for the dropped list afterwards
+    const before = yield* beforeCompact(run, t)
     const result = yield* Effect.either(
       compactBackup(t.dataPath, {
         retention: c.backupRetention,
@@ -33,5 +36,6 @@ export const compactOne = (run: Run, t: Target): Effect.Effect<CompactResult> =>
       const said = e._tag === "CompactFailed" || e._tag === "BackupIoError" || e._tag === "BackupIndexError"
       return { _tag: "Failed", code: e._tag === "CompactFailed" ? IMAP_IOERROR : openErrorCode(e), message: said ? e.message : undefined } as const
     }
+    if (result.right.compacted) yield* afterCompact(run, t, before)
     return result.right.compacted ? ({ _tag: "Compacted", report: result.right } as const) : ({ _tag: "NotNeeded" } as const)
   })

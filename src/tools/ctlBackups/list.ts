@@ -1,5 +1,6 @@
 /** `ctl_backups list`: each backup's last chunk end time and data file size (with a quick verify first, unless -V). */
-import { Effect } from "effect"
+import { Effect, Either, Option } from "effect"
+import { objectStoreSettings, pendingOf, planUpload, type Pending } from "../../objectstore/index.js"
 import { dataFileSize } from "../../store/index.js"
 import { localTime } from "../cFormat.js"
 import { cyrusVerify } from "../cyrusVerify.js"
@@ -13,7 +14,13 @@ export type ListResult =
    * `timestamp` is the last chunk's end in local time, or `[unknown]`; `size` -1 if unknown;
    * `lastSuccess` that end in unix seconds (undefined: no chunk), for `-j` (our extension).
    */
-  | { readonly _tag: "Listed"; readonly timestamp: string; readonly size: number; readonly lastSuccess: number | undefined }
+  | {
+    readonly _tag: "Listed"
+    readonly timestamp: string
+    readonly size: number
+    readonly lastSuccess: number | undefined
+    readonly pending?: Pending | undefined
+  }
   /** `-t hours`: written to more recently than that, so left out. */
   | { readonly _tag: "Recent" }
   | { readonly _tag: "Failed"; readonly code: number }
@@ -38,6 +45,11 @@ export const listBackup = (run: Run, t: Target): Effect.Effect<ListResult> =>
         lastSuccess = end
       }
       const size = yield* dataFileSize(b).pipe(Effect.orElseSucceed(() => -1))
-      return { _tag: "Listed", timestamp, size, lastSuccess } as const
+      // with object storage on: chunks and bytes not in the bucket yet (from the index alone)
+      const storeOn = Either.match(objectStoreSettings(run.config), { onLeft: () => false, onRight: Option.isSome })
+      const pending = storeOn
+        ? yield* planUpload(b.sql, b.indexPath, t.userid ?? t.dataPath, t.dataPath, Math.max(size, 0)).pipe(Effect.map(pendingOf), Effect.orElseSucceed(() => undefined))
+        : undefined
+      return { _tag: "Listed", timestamp, size, lastSuccess, pending } as const
     })
   )

@@ -30,6 +30,8 @@ import { listBackup } from "./list.js"
 import { lockExitCode, lockOne } from "./lock.js"
 import { runMetrics } from "./metrics.js"
 import { moveOne } from "./move.js"
+import { storeCommand } from "./objectStore.js"
+import { pullCommand } from "./pull.js"
 import {
   printCompact,
   printDbUnreadable,
@@ -134,7 +136,14 @@ const program = (args: CtlArgs, io: ToolIo) =>
         yield* printReconstruct(p, args.json, r)
         return r.code === 0 ? EX_OK : EX_TEMPFAIL
       }
-      const one = perBackup(args)!
+      if (args.command === "pull") return yield* pullCommand(run)
+      // push, verify -O: the object store (objectStore.ts)
+      const store = storeCommand(run)
+      if (store !== undefined) {
+        const ended = yield* store.start
+        if (ended !== undefined) return ended
+      }
+      const one = store?.one ?? perBackup(args)!
       const each = (targets: ReadonlyArray<Target>) =>
         Effect.gen(function*() {
           let i = 0
@@ -186,6 +195,7 @@ const program = (args: CtlArgs, io: ToolIo) =>
           if (r !== 0) break
         }
       }
+      if (store !== undefined) return yield* store.finish(r)
       return r !== 0 || run.skipsFails > 0 ? EX_TEMPFAIL : EX_OK
     })
     return yield* main.pipe(Effect.provide(backupsDbLayer(config)))

@@ -9,7 +9,7 @@ import { Effect, Either, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { CyrusConfig } from "../../config/index.js"
-import { objectStoreSettings } from "../../objectstore/settings.js"
+import { objectStoreSettings, pendingUploads } from "../../objectstore/index.js"
 import type { BackupsDbService } from "../../store/index.js"
 import { countersDirectory } from "../../telemetry/Counters.js"
 import { readBackupdCounters } from "../../telemetry/countersFold.js"
@@ -28,8 +28,28 @@ import { printDbUnreadable } from "./printer.js"
  */
 export type UploadPendingSource = (config: CyrusConfig, backups: ReadonlyArray<BackupSurvey>) => Effect.Effect<UploadPending | undefined>
 
-/** No upload state known yet: no pending series. */
+/** No upload state known: no pending series. */
 export const noUploadPending: UploadPendingSource = () => Effect.succeed(undefined)
+
+/**
+ * The host's own upload state (src/objectstore/pending.ts: each index read-only, no data-file
+ * lock, no request to the store), summed over the backups; a backup whose state cannot be
+ * read is left out of the sums.
+ */
+export const localUploadPending: UploadPendingSource = (_config, backups) =>
+  Effect.map(
+    Effect.forEach(backups, (b) => Effect.either(pendingUploads(b.dataPath, b.userid))),
+    (results) => {
+      let chunks = 0
+      let bytes = 0
+      for (const r of results) {
+        if (Either.isLeft(r)) continue
+        chunks += r.right.chunks
+        bytes += r.right.bytes
+      }
+      return { chunks, bytes }
+    }
+  )
 
 /** The textfile collector's file name. */
 export const TEXTFILE_NAME = "cyrus_backup.prom"
@@ -55,7 +75,7 @@ export const runMetrics = (
   config: CyrusConfig,
   db: BackupsDbService,
   args: MonitorArgs,
-  uploadPending: UploadPendingSource = noUploadPending
+  uploadPending: UploadPendingSource = localUploadPending
 ): Effect.Effect<number> =>
   Effect.gen(function* () {
     const now = Math.floor(Date.now() / 1000)

@@ -40,6 +40,10 @@ export const printStatus = (run: Run, command: string, t: Target, r: number) =>
 /** `<who>: <error>` on stderr, for a backup list or stat could not report on. */
 const printFailure = (run: Run, t: Target, code: number) => run.p.err(`${who(t)}: ${errorMessage(code)}\n`)
 
+/** With object storage on, `list` adds the chunks and bytes pending upload (our extension). */
+const withPending = (o: JObject, p: { readonly chunks: number; readonly bytes: number } | undefined) =>
+  p === undefined ? o : o.set("pending_chunks", p.chunks).set("pending_bytes", p.bytes)
+
 export const printList = (run: Run, t: Target, r: ListResult) => {
   switch (r._tag) {
     case "Failed":
@@ -50,9 +54,13 @@ export const printList = (run: Run, t: Target, r: ListResult) => {
       return run.args.json
         ? json(
           run.p,
-          withSuccess(run, new JObject().set("timestamp", r.timestamp).set("compressed", r.size).set("userid", jstring(t.userid)).set("fname", jstring(t.dataPath)), r.lastSuccess)
+          withSuccess(
+            run,
+            withPending(new JObject().set("timestamp", r.timestamp).set("compressed", r.size).set("userid", jstring(t.userid)).set("fname", jstring(t.dataPath)), r.pending),
+            r.lastSuccess
+          )
         )
-        : run.p.out(`${r.timestamp}\t${r.size}\t${t.userid ?? "[unknown]"}\t${t.dataPath}\n`)
+        : run.p.out(`${r.timestamp}\t${r.size}\t${t.userid ?? "[unknown]"}\t${t.dataPath}${r.pending === undefined ? "" : `\t${r.pending.chunks}\t${r.pending.bytes}`}\n`)
   }
 }
 

@@ -33,14 +33,45 @@ interface Figure {
   readonly rssBaselineMb: number
   readonly rssPeakMb: number
   readonly rssGrowthMb: number
+  /** With `collectEveryMs`: peak of V8 heap used + external (Buffers) just after each GC, over the baseline. */
+  readonly liveGrowthMb?: number
 }
 
-const measure = async (bytes: number, run: () => Promise<unknown>): Promise<Figure> => {
+/**
+ * Runs one step, sampling RSS every 5 ms. With `collectEveryMs`, a full GC runs that often as
+ * well and the heap and external memory in use right after it are sampled: the memory the step
+ * keeps alive (`liveGrowthMb`), apart from what V8 has not collected yet (freed ArrayBuffers are
+ * only reclaimed once external memory has grown by V8's soft limit, 64 MB, since the last full
+ * GC, whatever the code does with its own buffers). RSS itself does not shrink after a GC, so
+ * only the live figure says what the step holds.
+ */
+const measure = async (bytes: number, run: () => Promise<unknown>, collectEveryMs?: number): Promise<Figure> => {
+  // two full GCs apart: V8 frees ArrayBuffers' memory concurrently, after the GC that found them dead
+  gc()
+  await new Promise((resolve) => setTimeout(resolve, 50))
   gc()
   const base = process.memoryUsage.rss()
+  const inUse = () => {
+    const m = process.memoryUsage()
+    return m.heapUsed + m.external
+  }
+  const liveBase = inUse()
+  let livePeak = liveBase
   let peak = base
+  let last = performance.now()
+  let collected = false
   const timer = setInterval(() => {
     peak = Math.max(peak, process.memoryUsage.rss())
+    // read one tick after the GC, once the freed buffers' memory has been released
+    if (collected) {
+      livePeak = Math.max(livePeak, inUse())
+      collected = false
+    }
+    if (collectEveryMs !== undefined && performance.now() - last >= collectEveryMs) {
+      gc()
+      collected = true
+      last = performance.now()
+    }
   }, 5)
   const t0 = performance.now()
   await run()
@@ -48,7 +79,10 @@ const measure = async (bytes: number, run: () => Promise<unknown>): Promise<Figu
   clearInterval(timer)
   peak = Math.max(peak, process.memoryUsage.rss())
   const r = (n: number) => Math.round(n * 10) / 10
-  return { seconds: Math.round(seconds * 100) / 100, mbPerSecond: r(bytes / MB / seconds), rssBaselineMb: r(base / MB), rssPeakMb: r(peak / MB), rssGrowthMb: r((peak - base) / MB) }
+  return {
+    seconds: Math.round(seconds * 100) / 100, mbPerSecond: r(bytes / MB / seconds), rssBaselineMb: r(base / MB), rssPeakMb: r(peak / MB), rssGrowthMb: r((peak - base) / MB),
+    ...(collectEveryMs === undefined ? {} : { liveGrowthMb: r((livePeak - liveBase) / MB) })
+  }
 }
 
 const main = async () => {
@@ -69,6 +103,11 @@ const main = async () => {
     out[`${name}Download`] = await measure(args.meta.size, () =>
       Effect.runPromise(Stream.runForEach(readStore.downloadChunk(entry!), () => Effect.void))
     )
+    // the same upload again under another user (so the object is new), collecting every 50 ms:
+    // what the upload itself keeps alive
+    out[`${name}UploadKept`] = await measure(args.meta.size, async () => {
+      await Effect.runPromise(store.uploadChunk("bench-kept", { path: args.file }, args.meta))
+    }, 50)
   }
 
   const s3 = new S3Client({

@@ -1,0 +1,199 @@
+/**
+ * Object storage, driven end to end (docs/benchmarks.md, "Object storage: backupd and the
+ * tools"), on the throwaway Ceph of scripts/ceph.sh:
+ *
+ * 1. backupd -X receives one session with one incompressible message of --mb MB (one sealed
+ *    chunk of about that size) and EXITs; with object storage on it uploads the chunk in the
+ *    background and finishes the upload before it exits. Peak RSS (/usr/bin/time) and the
+ *    time from EXIT to the process end (the upload lag), next to the same session with the
+ *    feature off.
+ * 2. `ctl_backups push` of that backup (fresh prefix) and `ctl_backups pull` onto an empty
+ *    host (download, checks, reindex), as whole programs, in MB/s of the member, next to the
+ *    store's own PutObject and GetObject of the same bytes in this process, in the same run.
+ *
+ *   npm run build && vite-node bench/objectstore.ts [--mb 100] [--encrypted]
+ */
+import { spawn, execFileSync } from "node:child_process"
+import { createHash, randomBytes } from "node:crypto"
+import fs from "node:fs"
+import os from "node:os"
+import path from "node:path"
+import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3"
+import { generateIdentity } from "../src/objectstore/age.js"
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true"
+const arg = (name: string, fallback: number): number => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i >= 0 && process.argv[i + 1] !== undefined ? Number(process.argv[i + 1]) : fallback
+}
+const MB = arg("mb", 100)
+const ENCRYPTED = process.argv.includes("--encrypted")
+const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..")
+const CEPH_DIR = process.env.CYB_CEPH_DIR ?? "/tmp/cybt-ceph"
+const SCRIPT = path.join(REPO, "scripts", "ceph.sh")
+const MiB = 1 << 20
+
+const env = Object.fromEntries(
+  execFileSync(SCRIPT, ["up", CEPH_DIR], { encoding: "utf8", timeout: 180_000 })
+    .split("\n")
+    .map((l) => /^(S3_[A-Z_]+)=(.*)$/.exec(l.trim()))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => [m[1]!, m[2]!])
+) as Record<string, string>
+execFileSync(SCRIPT, ["lease", CEPH_DIR, String(process.pid)], { stdio: "inherit", timeout: 60_000 })
+
+const s3 = new S3Client({
+  endpoint: env.S3_ENDPOINT,
+  region: env.S3_REGION ?? "us-east-1",
+  forcePathStyle: true,
+  credentials: { accessKeyId: env.S3_ACCESS_KEY!, secretAccessKey: env.S3_SECRET_KEY! }
+})
+const bucket = `bench-os-${Date.now().toString(36)}`
+const work = fs.mkdtempSync(path.join(os.tmpdir(), "cyb-bench-os-"))
+
+const server = (name: string, prefix: string, extra: ReadonlyArray<string> = []) => {
+  const dir = path.join(work, name)
+  for (const d of ["conf", "backups", "staging"]) fs.mkdirSync(path.join(dir, d), { recursive: true })
+  const conf = path.join(dir, "imapd.conf")
+  fs.writeFileSync(
+    conf,
+    [
+      `configdirectory: ${dir}/conf`,
+      `backuppartition-default: ${dir}/backups`,
+      `backup_db_path: ${dir}/conf/backups.db`,
+      `backup_staging_path: ${dir}/staging`,
+      `temp_path: ${dir}/staging`,
+      "syslog_prefix: bench-os",
+      ...(prefix === "" ? [] : [`backup_objectstore_endpoint: ${env.S3_ENDPOINT}`, `backup_objectstore_bucket: ${bucket}`, `backup_objectstore_prefix: ${prefix}`, `backup_objectstore_credentials: ${creds}`]),
+      ...extra,
+      ""
+    ].join("\n")
+  )
+  return { dir, conf, partition: path.join(dir, "backups") }
+}
+
+/** Runs a program under /usr/bin/time; returns its seconds and peak RSS (MB). */
+const timed = (argv: ReadonlyArray<string>, stdinFile?: string) =>
+  new Promise<{ secs: number; rssMb: number; code: number; stderr: string }>((resolve, reject) => {
+    const started = process.hrtime.bigint()
+    const p = spawn("/usr/bin/time", ["-f", "RSS_KB=%M", ...argv], {
+      stdio: [stdinFile === undefined ? "ignore" : "pipe", "ignore", "pipe"],
+      env: { ...process.env, BACKUPD_LOG_STDERR: "1" }
+    })
+    let stderr = ""
+    p.stderr!.on("data", (b: Buffer) => void (stderr += b.toString()))
+    if (stdinFile !== undefined) fs.createReadStream(stdinFile).pipe(p.stdin!)
+    p.on("error", reject)
+    p.on("close", (code) => {
+      const secs = Number(process.hrtime.bigint() - started) / 1e9
+      const kb = Number(/RSS_KB=(\d+)/.exec(stderr)?.[1] ?? "0")
+      resolve({ secs, rssMb: kb / 1024, code: code ?? -1, stderr })
+    })
+  })
+
+const creds = path.join(work, "credentials")
+const main = async () => {
+  fs.writeFileSync(creds, `${env.S3_ACCESS_KEY}\n${env.S3_SECRET_KEY}\n`, { mode: 0o600 })
+  const keys = ENCRYPTED ? await generateIdentity() : undefined
+  const encConf: Array<string> = []
+  if (keys !== undefined) {
+    fs.writeFileSync(path.join(work, "recipients"), `${keys.recipient}\n`)
+    fs.writeFileSync(path.join(work, "identity"), `${keys.identity}\n`, { mode: 0o600 })
+    encConf.push(`backup_objectstore_recipients: ${path.join(work, "recipients")}`)
+  }
+  await s3.send(new CreateBucketCommand({ Bucket: bucket }))
+
+  // one session: an incompressible message of MB MB, its mailbox, EXIT
+  const body = Buffer.concat([Buffer.from("From: bench@example.com\r\nSubject: big\r\n\r\n"), randomBytes(MB * MiB)])
+  const guid = createHash("sha1").update(body).digest("hex")
+  const t = Math.floor(Date.now() / 1000)
+  const session = path.join(work, "session.txt")
+  fs.writeFileSync(
+    session,
+    Buffer.concat([
+      Buffer.from(`APPLY MESSAGE (%{default ${guid} ${body.length}}\r\n`),
+      body,
+      Buffer.from(
+        ")\r\n" +
+          `APPLY MAILBOX %(UNIQUEID benchuid00000001 MBOXNAME user.bench SYNC_CRC 0 SYNC_CRC_ANNOT 0 LAST_UID 1 HIGHESTMODSEQ 1 RECENTUID 1 RECENTTIME ${t} LAST_APPENDDATE ${t} POP3_LAST_LOGIN 0 POP3_SHOW_AFTER 0 UIDVALIDITY ${t} PARTITION default ACL "bench\tlrswipkxtecdan\t" OPTIONS P CREATEDMODSEQ 1 FOLDERMODSEQ 1 RECORD (%(UID 1 MODSEQ 1 LAST_UPDATED ${t} FLAGS () INTERNALDATE ${t} SIZE ${body.length} GUID ${guid})))\r\n` +
+          "EXIT\r\n"
+      )
+    ])
+  )
+
+  const backupd = path.join(REPO, "bin", "backupd")
+  const ctl = path.join(REPO, "bin", "ctl_backups")
+  const off = server("off", "")
+  const runOff = await timed([backupd, "-C", off.conf, "-X"], session)
+  const on = server("on", "b1", encConf)
+  const runOn = await timed([backupd, "-C", on.conf, "-X"], session)
+  const list = execFileSync(ctl, ["-C", on.conf, "list", "-j", "-A"], { encoding: "utf8" })
+  const pendingAfter = /"pending_chunks":\s*(\d+)/.exec(list)?.[1]
+  const dataFile = /"fname":\s*"([^"]+)"/.exec(list)?.[1]
+  const member = fs.statSync(dataFile!).size
+
+  // the store's own put/get of the same bytes
+  const raw = fs.readFileSync(dataFile!)
+  let t0 = performance.now()
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "raw/object", Body: raw, ContentLength: raw.length }))
+  const putSecs = (performance.now() - t0) / 1000
+  t0 = performance.now()
+  const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "raw/object" }))
+  let n = 0
+  for await (const c of got.Body as AsyncIterable<Uint8Array>) n += c.length
+  const getSecs = (performance.now() - t0) / 1000
+  if (n !== raw.length) throw new Error(`GET returned ${n} bytes`)
+
+  // push of the same backup under a new prefix (copy the host), then pull onto an empty host
+  const p2 = server("push", "b2", encConf)
+  fs.cpSync(on.dir + "/backups", p2.partition, { recursive: true })
+  const copied = path.join(p2.partition, path.relative(on.partition, dataFile!))
+  execFileSync(path.join(REPO, "bin", "ctl_backups"), ["-C", p2.conf, "reconstruct"], { stdio: "ignore" })
+  // the copy's index still has host b1's upload records: drop them so everything is pending
+  execFileSync("sqlite3", [`${copied}.index`, "DELETE FROM backupd_object; DELETE FROM backupd_object_head;"])
+  const push = await timed([ctl, "-C", p2.conf, "push", "-A"])
+  const idConf = keys === undefined ? [] : [...encConf, `backup_objectstore_identity: ${path.join(work, "identity")}`]
+  const pullHost = server("pull", "b2", idConf)
+  const pull = await timed([ctl, "-C", pullHost.conf, "pull", "-A"])
+  // the fixed cost of each program (start, config, SDK, bucket probe, listing): the same runs with nothing to move
+  const pushIdle = await timed([ctl, "-C", p2.conf, "push", "-A"])
+  const pullIdle = await timed([ctl, "-C", pullHost.conf, "pull", "-A"])
+
+  const mbps = (secs: number) => (member / MiB / secs).toFixed(1)
+  const load = os.loadavg().map((x) => x.toFixed(2)).join(" ")
+  console.log(`object storage bench: one ${MB} MB message, member ${(member / MiB).toFixed(1)} MiB, ${ENCRYPTED ? "age-encrypted" : "clear"}; load ${load}; ${os.cpus().length} cores`)
+  console.log(`backupd -X session, feature off: ${runOff.secs.toFixed(2)} s, peak RSS ${runOff.rssMb.toFixed(0)} MB (exit ${runOff.code})`)
+  console.log(`backupd -X session, feature on:  ${runOn.secs.toFixed(2)} s, peak RSS ${runOn.rssMb.toFixed(0)} MB (exit ${runOn.code}); pending after exit: ${pendingAfter}`)
+  const logged = /object store: bench: .*; ([\d.]+)s/.exec(runOn.stderr)
+  console.log(`  upload, from the session's close to the manifest recorded (backupd's log line): ${logged?.[1] ?? "?"} s; whole run on − off: ${(runOn.secs - runOff.secs).toFixed(2)} s`)
+  if (logged === null) console.log(runOn.stderr.split("\n").filter((l) => l.includes("object store")).join("\n"))
+  console.log(`store PutObject: ${putSecs.toFixed(2)} s = ${mbps(putSecs)} MB/s; GetObject: ${getSecs.toFixed(2)} s = ${mbps(getSecs)} MB/s`)
+  console.log(`ctl_backups push (whole program): ${push.secs.toFixed(2)} s = ${mbps(push.secs)} MB/s (${((putSecs / push.secs) * 100).toFixed(0)}% of PutObject), peak RSS ${push.rssMb.toFixed(0)} MB (exit ${push.code})`)
+  console.log(`ctl_backups pull (whole program, with reindex): ${pull.secs.toFixed(2)} s = ${mbps(pull.secs)} MB/s (${((getSecs / pull.secs) * 100).toFixed(0)}% of GetObject), peak RSS ${pull.rssMb.toFixed(0)} MB (exit ${pull.code})`)
+  const net = (a: number, idle: number) => Math.max(0.001, a - idle)
+  console.log(`  fixed cost with nothing to move: push ${pushIdle.secs.toFixed(2)} s, pull ${pullIdle.secs.toFixed(2)} s`)
+  console.log(`  moving the bytes (whole − fixed): push ${mbps(net(push.secs, pushIdle.secs))} MB/s (${((putSecs / net(push.secs, pushIdle.secs)) * 100).toFixed(0)}% of PutObject), pull ${mbps(net(pull.secs, pullIdle.secs))} MB/s (${((getSecs / net(pull.secs, pullIdle.secs)) * 100).toFixed(0)}% of GetObject)`)
+  if (push.code !== 0) console.log(push.stderr)
+  if (pull.code !== 0) console.log(pull.stderr)
+}
+
+main()
+  .finally(async () => {
+    try {
+      for (;;) {
+        const l = await s3.send(new ListObjectsV2Command({ Bucket: bucket }))
+        for (const o of l.Contents ?? []) await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key! }))
+        if (!l.IsTruncated) break
+      }
+      await s3.send(new DeleteBucketCommand({ Bucket: bucket }))
+    } catch (e) {
+      console.warn(`cleanup: ${(e as Error).message}`)
+    }
+    s3.destroy()
+    fs.rmSync(work, { recursive: true, force: true })
+    execFileSync(SCRIPT, ["release", CEPH_DIR, String(process.pid)], { stdio: "inherit", timeout: 60_000 })
+  })
+  .catch((e) => {
+    console.error(e)
+    process.exitCode = 1
+  })

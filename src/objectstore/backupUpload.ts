@@ -1,0 +1,164 @@
+/**
+ * Bringing one backup's copy in the bucket up to date, in three steps so that a caller can
+ * hold the data file's lock only where it must (docs/storage.md, "Driving the library"):
+ *
+ * 1. `planUpload` (reads the index: under the lock, or on a read-only connection): every
+ *    chunk with its member range, whether it is sealed, and the entry already recorded for it;
+ *    the last manifest head and the dropped list.
+ * 2. `runUpload` (network): uploads the sealed chunks without a recorded entry, reading the
+ *    data file through the descriptor `fd` (sealed byte ranges never change), and writes the
+ *    next manifest. Nothing is recorded yet.
+ * 3. `recordUpload` (under the lock): checks that the index still has the planned chunks
+ *    (a compaction may have replaced the file meanwhile) and records the manifest's chunks and
+ *    head in one transaction.
+ *
+ * `ctl_backups push` runs all three under its lock; backupd runs 1 and 3 under short locks and
+ * 2 without (src/service/Uploader.ts).
+ */
+import { Effect, Option } from "effect"
+import { indexQueries } from "../store/index.js"
+import type { ObjectStoreError } from "./errors.js"
+import type { ChunkEntry, DroppedObject, ManifestHead } from "./Manifest.js"
+import type { ObjectStoreShape } from "./ObjectStore.js"
+import { chunkMembers, entryMatches, previousHead, readTail, readUploadState, recordManifest, type SealedChunk, type Sql } from "./localState.js"
+
+export interface PlannedChunk extends SealedChunk {
+  /** The entry a recorded manifest already lists for this chunk (same offset, size, content). */
+  readonly known: ChunkEntry | undefined
+}
+
+export interface UploadPlan {
+  readonly user: string
+  readonly dataPath: string
+  readonly chunks: ReadonlyArray<PlannedChunk>
+  readonly head: ManifestHead | undefined
+  readonly headObject: string | undefined
+  /** The recorded head as it is (trusted or not) and when it was written. */
+  readonly recorded: { readonly seq: number; readonly written: string } | undefined
+  readonly dropped: ReadonlyArray<DroppedObject>
+}
+
+/** What is not in the bucket yet: sealed chunks without a recorded entry (the open chunk is never counted). */
+export interface Pending {
+  readonly chunks: number
+  readonly bytes: number
+}
+
+export const pendingOf = (plan: Pick<UploadPlan, "chunks">): Pending => {
+  let chunks = 0
+  let bytes = 0
+  for (const c of plan.chunks) {
+    if (!c.sealed || c.known !== undefined) continue
+    chunks++
+    bytes += c.meta.size
+  }
+  return { chunks, bytes }
+}
+
+/** Step 1: the plan, from the index on `sql` and the data file's end (`fileEnd`, for indexes without our state row). */
+export const planUpload = (sql: Sql, indexPath: string, user: string, dataPath: string, fileEnd: number): Effect.Effect<UploadPlan, unknown> =>
+  Effect.gen(function*() {
+    const rows = yield* indexQueries(sql, indexPath).chunks
+    const tail = yield* readTail(sql)
+    const state = yield* readUploadState(sql)
+    const members = chunkMembers(rows, tail, fileEnd)
+    const chunks = members.map((c): PlannedChunk => {
+      const k = state.objects.get(c.meta.id)
+      return { ...c, known: k !== undefined && entryMatches(k, c.meta) ? k.entry : undefined }
+    })
+    const head = Option.getOrUndefined(previousHead(state))
+    // a head that does not describe the recorded chunks (rows lost or changed) is not trusted
+    const consistent = head !== undefined && chunks.filter((c) => c.known !== undefined).length === head.chunkCount
+    return { user, dataPath, chunks, head: consistent ? head : undefined, headObject: state.head?.object, recorded: state.head, dropped: state.dropped }
+  })
+
+export interface UploadOutcome {
+  readonly plan: UploadPlan
+  /** Every sealed chunk up to the first one not uploaded, in file order, with its entry. */
+  readonly entries: ReadonlyArray<{ readonly meta: SealedChunk["meta"]; readonly entry: ChunkEntry }>
+  /** Chunks sent now / found already in the store. */
+  readonly uploaded: number
+  readonly uploadedBytes: number
+  readonly reused: number
+  readonly manifest: { readonly head: ManifestHead; readonly object: string; readonly written: boolean } | undefined
+}
+
+/**
+ * Step 2: uploads what the plan lacks through `fd` and writes the next manifest (full when
+ * `full`, or when the plan has no trusted head). `dropped` replaces the plan's list (compaction).
+ */
+export const runUpload = (
+  store: ObjectStoreShape,
+  plan: UploadPlan,
+  fd: number,
+  options: {
+    readonly full?: boolean | undefined
+    /**
+     * Objects the data file used before (compaction): those the new chunks do not use are
+     * added to the dropped list with `droppedAt` = now, and a full manifest is written.
+     */
+    readonly dropFrom?: ReadonlyArray<{ readonly object: string; readonly versionId?: string | undefined }> | undefined
+    /** Dropped objects recorded before (compaction's new index has none), kept with their times. */
+    readonly carryDropped?: ReadonlyArray<DroppedObject> | undefined
+    readonly now?: Date | undefined
+  } = {}
+): Effect.Effect<UploadOutcome, ObjectStoreError> =>
+  Effect.gen(function*() {
+    const entries: Array<{ meta: SealedChunk["meta"]; entry: ChunkEntry }> = []
+    let uploaded = 0
+    let uploadedBytes = 0
+    let reused = 0
+    for (const c of plan.chunks) {
+      if (!c.sealed) break
+      if (c.known !== undefined) {
+        entries.push({ meta: c.meta, entry: c.known })
+        continue
+      }
+      const up = yield* store.uploadChunk(plan.user, { fd, path: plan.dataPath }, c.meta)
+      if (up.reused) reused++
+      else {
+        uploaded++
+        uploadedBytes += c.meta.size
+      }
+      entries.push({ meta: c.meta, entry: up.entry })
+    }
+    const used = new Set(entries.map((e) => e.entry.object))
+    const at = (options.now ?? new Date()).toISOString()
+    const carried = [...plan.dropped, ...(options.carryDropped ?? []).filter((d) => !plan.dropped.some((p) => p.object === d.object))]
+    const known = new Set(carried.map((d) => d.object))
+    const newlyDropped = (options.dropFrom ?? [])
+      .filter((o) => !used.has(o.object) && !known.has(o.object))
+      .map((o): DroppedObject => ({ object: o.object, droppedAt: at, ...(o.versionId === undefined ? {} : { versionId: o.versionId }) }))
+    const dropped = [...carried.filter((d) => !used.has(d.object)), ...newlyDropped]
+    const full = options.full === true || options.dropFrom !== undefined
+    const nothingNew = entries.length === plan.head?.chunkCount && !full
+    if (entries.length === 0 || (nothingNew && plan.headObject !== undefined)) {
+      return { plan, entries, uploaded, uploadedBytes, reused, manifest: undefined }
+    }
+    const m = yield* store.putManifest({
+      user: plan.user,
+      dataFile: plan.dataPath,
+      chunks: entries.map((e) => e.entry),
+      dropped,
+      previous: plan.head,
+      full
+    })
+    return { plan: { ...plan, dropped }, entries, uploaded, uploadedBytes, reused, manifest: m }
+  })
+
+/**
+ * Step 3: records the outcome if the index still has the planned chunks; returns whether it
+ * did. Under the data file's lock.
+ */
+export const recordUpload = (sql: Sql, indexPath: string, outcome: UploadOutcome): Effect.Effect<boolean, unknown> =>
+  Effect.gen(function*() {
+    if (outcome.manifest === undefined) return true
+    const rows = yield* indexQueries(sql, indexPath).chunks
+    const byId = new Map(rows.map((r) => [r.id, r]))
+    for (const e of outcome.entries) {
+      const r = byId.get(e.meta.id)
+      if (r === undefined || r.offset !== e.meta.offset || (r.dataSha1 ?? "") !== e.meta.dataSha1 || (r.fileSha1 ?? "") !== e.meta.fileSha1) return false
+    }
+    yield* recordManifest(sql, outcome.entries, outcome.manifest.head, outcome.manifest.object, outcome.plan.dropped)
+    return true
+  })
