@@ -7,6 +7,7 @@ import type { CyrusConfig } from "../../config/index.js"
 import type { BackupsDbService } from "../../store/index.js"
 import { IMAP_MAILBOX_LOCKED } from "../cFormat.js"
 import type { Target } from "../targets.js"
+import type { Progress } from "../Progress.js"
 import type { Printer, ToolIo } from "../ToolIo.js"
 import type { CtlArgs } from "./args.js"
 
@@ -16,6 +17,8 @@ export interface Run {
   readonly db: BackupsDbService
   readonly io: ToolIo
   readonly p: Printer
+  /** The progress bar of a long command (drawn only on a terminal), for commands that loop themselves. */
+  readonly progress?: Progress
   /** Backups skipped or failed so far (any makes the exit code 75). */
   skipsFails: number
 }

@@ -116,7 +116,7 @@ const program = (args: CtlArgs, io: ToolIo) =>
     const main = Effect.gen(function*() {
       const db = yield* BackupsDb
       // on a terminal, for the commands that take long (list and stat are quick)
-      const long = args.command === "verify" || args.command === "reindex" || args.command === "compact" || args.command === "reconstruct"
+      const long = ["verify", "reindex", "compact", "reconstruct", "push", "pull"].includes(args.command)
       const bar = long ? progressBar(io, { json: args.json }) : progressBar({ ...io, stderrIsTty: false })
       // anything printed first erases the progress bar
       const clear = Effect.sync(bar.clear)
@@ -126,7 +126,7 @@ const program = (args: CtlArgs, io: ToolIo) =>
         outBytes: (b) => Effect.zipRight(clear, p.outBytes(b)),
         outUtf8: (s) => Effect.zipRight(clear, p.outUtf8(s))
       }
-      const run: Run = { args, config, db, io, p: out, skipsFails: 0 }
+      const run: Run = { args, config, db, io, p: out, progress: bar, skipsFails: 0 }
       if (args.monitor !== undefined) {
         return yield* args.monitor.command === "metrics" ? runMetrics(p, PROGRAM, config, db, args.monitor) : runHealth(p, config, db, args.monitor)
       }

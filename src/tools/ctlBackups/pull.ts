@@ -93,9 +93,10 @@ export const pullCommand = (run: Run): Effect.Effect<number> =>
       return objectStoreExit(dirs.left)
     }
     let worst = EX_OK
-    for (const { dir, named } of dirs.right) {
-      const r = yield* Effect.either(pullUser(run, store, partitions.right, dir, named))
+    for (const [i, { dir, named }] of dirs.right.entries()) {
       const label = named ?? dir
+      run.progress?.step(i, dirs.right.length, label)
+      const r = yield* Effect.either(pullUser(run, store, partitions.right, dir, named))
       if (Either.isLeft(r)) {
         const e = r.left
         yield* run.p.err(`${label}: ${describe(e)}\n`)
@@ -114,6 +115,7 @@ export const pullCommand = (run: Run): Effect.Effect<number> =>
           yield* run.p.err(`${v.user}: already has a backup here (${v.dataPath}); left alone\n`)
           break
         case "Pulled":
+          run.progress?.addBytes(v.bytes)
           yield* run.args.json
             ? run.p.outUtf8(
                 jsonDump(
@@ -123,5 +125,6 @@ export const pullCommand = (run: Run): Effect.Effect<number> =>
             : run.p.out(`${v.user}\t${v.dataPath}\t${v.chunks}\t${v.bytes}\t${v.sha1}\n`)
       }
     }
+    run.progress?.clear()
     return worst
   })
