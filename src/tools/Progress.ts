@@ -32,7 +32,8 @@ export interface ProgressOptions {
 
 const WIDTH = 24
 
-const NONE: Progress = { step: () => {}, addBytes: () => {}, clear: () => {} }
+/** A bar that draws nothing. */
+export const noProgress: Progress = { step: () => {}, addBytes: () => {}, clear: () => {} }
 
 /** Whether a bar would be drawn for this run. */
 export const progressWanted = (io: Pick<ToolIo, "stderrIsTty" | "stdoutIsTty">, json = false): boolean =>
@@ -47,7 +48,7 @@ export const byteText = (n: number): string => {
 }
 
 export const progressBar = (io: ToolIo, options: ProgressOptions = {}): Progress => {
-  if (!progressWanted(io, options.json)) return NONE
+  if (!progressWanted(io, options.json)) return noProgress
   const now = options.now ?? Date.now
   const unit = options.unit ?? "backups"
   const started = now()

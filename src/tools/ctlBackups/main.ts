@@ -17,7 +17,7 @@ import fs from "node:fs"
 import { BackupsDb } from "../../store/index.js"
 import { EX_OK, EX_TEMPFAIL } from "../../util/sysexits.js"
 import { IMAP_IOERROR } from "../cFormat.js"
-import { progressBar } from "../Progress.js"
+import { noProgress, progressBar } from "../Progress.js"
 import { listFromDb, lookupNamed, type Target } from "../targets.js"
 import { printer, type Printer, type ToolIo } from "../ToolIo.js"
 import { backupsDbLayer, configFailure, loadConfig, runTool, toolMain, type ToolFailure } from "../toolRuntime.js"
@@ -117,7 +117,7 @@ const program = (args: CtlArgs, io: ToolIo) =>
       const db = yield* BackupsDb
       // on a terminal, for the commands that take long (list and stat are quick)
       const long = ["verify", "reindex", "compact", "reconstruct", "push", "pull"].includes(args.command)
-      const bar = long ? progressBar(io, { json: args.json }) : progressBar({ ...io, stderrIsTty: false })
+      const bar = long ? progressBar(io, { json: args.json }) : noProgress
       // anything printed first erases the progress bar
       const clear = Effect.sync(bar.clear)
       const out: Printer = {
