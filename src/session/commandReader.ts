@@ -24,8 +24,11 @@ const LF = 0x0a
 export const normaliseCommandWord = (word: string): string =>
   word.length === 0 ? word : word[0]!.replace(/[a-z]/, (c) => c.toUpperCase()) + word.slice(1).replace(/[A-Z]/g, (c) => c.toLowerCase())
 
-const KNOWN: ReadonlySet<string> = new Set<CommandName>(["Authenticate", "Apply", "Compress", "Exit", "Get", "Noop", "Restart", "Starttls"])
-export const asCommandName = (word: string): CommandName | undefined => (KNOWN.has(word) ? (word as CommandName) : undefined)
+const KNOWN: ReadonlyMap<string, CommandName> = new Map(
+  (["Authenticate", "Apply", "Compress", "Exit", "Get", "Noop", "Restart", "Starttls"] as const).map((n) => [n, n])
+)
+/** The command a normalised word names, if any. */
+export const asCommandName = (word: string): CommandName | undefined => KNOWN.get(word)
 
 /** `getword`: bytes up to whitespace, `(`, `)` or `"`; the stop byte is consumed. */
 export const readWord = (reader: ByteReader, maxword: number): Effect.Effect<Token, ByteSourceError | TokenTooLong> =>
