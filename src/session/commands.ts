@@ -119,13 +119,17 @@ const decode = <A, I>(schema: Schema.Schema<A, I>, value: Plain, item: Item): Ei
 const guidOf = (record: unknown): ReadonlyArray<string> =>
   typeof record === "object" && record !== null && "GUID" in record && typeof record.GUID === "string" ? [record.GUID.toLowerCase()] : []
 
-/** `APPLY <key> <dlist>` (the key compared case-sensitively, as Cyrus does). */
+/**
+ * `APPLY <key> <dlist>` (the key compared case-sensitively, as Cyrus does). The commands with
+ * lists (MAILBOX, RESERVE, MESSAGE: up to a batch of 1,024 GUIDs) are made without checking
+ * their fields again (`make(…, true)`): they come from a decode or a filter of the right type.
+ */
 export const decodeApply = (item: Item): Either.Either<ApplyCommand, Refused> => {
   const plain = toPlain(item.value)
   switch (item.key) {
     case "MAILBOX":
       return Either.map(decode(MailboxArgs, plain, item), (a) =>
-        ApplyMailbox.make({ item, mboxname: a.MBOXNAME, guids: (a.RECORD ?? []).flatMap(guidOf) })
+        ApplyMailbox.make({ item, mboxname: a.MBOXNAME, guids: (a.RECORD ?? []).flatMap(guidOf) }, true)
       )
     case "UNMAILBOX":
       return typeof plain === "string" ? Either.right(ApplyUnmailbox.make({ item, mboxname: plain })) : refused("protocol", item)
@@ -135,11 +139,11 @@ export const decodeApply = (item: Item): Either.Either<ApplyCommand, Refused> =>
           item,
           mboxnames: a.MBOXNAME,
           guids: a.GUID.flatMap((g) => (g !== null && /^[0-9a-fA-F]{40}$/.test(g) ? [g.toLowerCase()] : []))
-        })
+        }, true)
       )
     case "MESSAGE": {
       const files = item.value._tag === "List" ? item.value.items.filter(isFile) : []
-      return files.length === 0 ? refused("protocol", item) : Either.right(ApplyMessage.make({ item, files }))
+      return files.length === 0 ? refused("protocol", item) : Either.right(ApplyMessage.make({ item, files }, true))
     }
     case "RENAME":
       return Either.map(decode(RenameArgs, plain, item), (a) => ApplyRename.make({ item, oldName: a.OLDMBOXNAME, newName: a.NEWMBOXNAME }))
