@@ -126,6 +126,55 @@ const effectSubpaths = (source) =>
       .join(";")
   )
 
+const FRONT_DOOR_IMPORT = /import\s+(type\s+)?\{([^}]*)\}\s+from\s+"(\.[^"]*\/index\.js)"/g
+const NAMED_REEXPORT = /export\s+(type\s+)?\{([^}]*)\}\s+from\s+"(\.[^"]+)"/g
+
+/** name → the module (absolute .ts path) a front door (`index.ts`) re-exports it from by name. */
+const frontDoorNames = new Map()
+const reexportsOf = (indexTs) => {
+  let names = frontDoorNames.get(indexTs)
+  if (names !== undefined) return names
+  names = new Map()
+  const text = fs.existsSync(indexTs) ? fs.readFileSync(indexTs, "utf8") : ""
+  for (const [, allTypes, list, from] of text.matchAll(NAMED_REEXPORT)) {
+    for (const n of list.split(",").map((x) => x.trim()).filter((x) => x !== "")) {
+      const m = /^(type\s+)?(\w+)$/.exec(n)
+      if (m !== null) names.set(m[2], { module: path.resolve(path.dirname(indexTs), from.replace(/\.js$/, ".ts")), type: Boolean(allTypes || m[1]) })
+    }
+  }
+  frontDoorNames.set(indexTs, names)
+  return names
+}
+
+/**
+ * `import { a, type B } from "../store/index.js"` as imports from the modules that front door
+ * re-exports `a` and `B` from (names it does not re-export by name stay with it). A front door
+ * that the bundle wraps for a lazily loaded module (store/index.ts is reached from the writer's
+ * and the object store's lazy imports) initialises, whenever it is itself initialised, every
+ * module it re-exports that any part of the program uses: SQLite and the writer at start
+ * again, for one `openBackup` that the uploader needs only when it uploads.
+ */
+const frontDoorsBypassed = (file, source) =>
+  source.replace(FRONT_DOOR_IMPORT, (whole, allTypes, list, from) => {
+    const names = reexportsOf(path.resolve(path.dirname(file), from.replace(/\.js$/, ".ts")))
+    const kept = []
+    const direct = []
+    for (const n of list.split(",").map((x) => x.trim()).filter((x) => x !== "")) {
+      const m = /^(type\s+)?(\w+)(?:\s+as\s+(\w+))?$/.exec(n)
+      const target = m === null ? undefined : names.get(m[2])
+      if (target === undefined) {
+        kept.push(n)
+        continue
+      }
+      let rel = path.relative(path.dirname(file), target.module).replace(/\.ts$/, ".js")
+      if (!rel.startsWith(".")) rel = `./${rel}`
+      const isType = Boolean(allTypes || m[1] || target.type)
+      direct.push(`import ${isType ? "type " : ""}{ ${m[2]}${m[3] ? ` as ${m[3]}` : ""} } from "${rel}"`)
+    }
+    if (direct.length === 0) return whole
+    return [...(kept.length > 0 ? [`import ${allTypes ?? ""}{ ${kept.join(", ")} } from "${from}"`] : []), ...direct].join(";")
+  })
+
 const staticRequires = {
   name: "static-requires",
   setup(build) {
@@ -136,7 +185,10 @@ const staticRequires = {
       const source = await fs.promises.readFile(args.path, "utf8")
       // tsconfig's `strict` (alwaysStrict) does not reach the files pureSources resolved, so
       // the directive it would add is written here
-      const contents = effectSubpaths(source.replace(RUNTIME_REQUIRE, (_, q, pkg) => `require(${q}${pkg}${q})`))
+      const contents = frontDoorsBypassed(
+        args.path,
+        effectSubpaths(source.replace(RUNTIME_REQUIRE, (_, q, pkg) => `require(${q}${pkg}${q})`))
+      )
       return { contents: `"use strict";\n${contents}`, loader: "ts" }
     })
   }
