@@ -72,7 +72,8 @@ export const resolveEpoch = (explicit) => {
  *
  * `staticRequires`: `createRequire(import.meta.url)("pkg")` in our sources is a run-time
  * lookup in node_modules that esbuild cannot see; it is turned into a plain `require("pkg")`
- * so that the package is bundled. Without such calls in src/ the plugin changes nothing.
+ * so that the package is bundled. It also writes the `"use strict"` that tsconfig's `strict`
+ * would add, which esbuild does not apply to the files pureSources (below) resolved.
  */
 const nativeAddons = {
   name: "native-addons",
@@ -101,6 +102,79 @@ const nativeAddons = {
 
 const RUNTIME_REQUIRE = /createRequire\(import\.meta\.url\)\((["'])([^"'./][^"']*)\1\)/g
 
+const EFFECT_IMPORT = /import\s+(type\s+)?\{([^}]*)\}\s+from\s+"effect"/g
+
+/**
+ * `import { Effect, Option, type Scope } from "effect"` as one namespace import per module
+ * (`import * as Effect from "effect/Effect"`, ...): what the barrel re-exports under those
+ * names. The barrel itself, once the bundle wraps it for a lazily loaded module (every module
+ * the store's writer reaches is wrapped, see programBundleOptions), runs all of effect's ~150
+ * modules at start, used or not.
+ */
+const effectSubpaths = (source) =>
+  source.replace(EFFECT_IMPORT, (_, allTypes, names) =>
+    names
+      .split(",")
+      .map((n) => n.trim())
+      .filter((n) => n !== "")
+      .map((n) => {
+        const m = /^(type\s+)?(\w+)(?:\s+as\s+(\w+))?$/.exec(n)
+        if (m === null) throw new Error(`effectSubpaths: cannot rewrite the import of '${n}' from "effect"`)
+        const [, isType, name, local] = m
+        return `import ${allTypes || isType ? "type " : ""}* as ${local ?? name} from "effect/${name}"`
+      })
+      .join(";")
+  )
+
+const FRONT_DOOR_IMPORT = /import\s+(type\s+)?\{([^}]*)\}\s+from\s+"(\.[^"]*\/index\.js)"/g
+const NAMED_REEXPORT = /export\s+(type\s+)?\{([^}]*)\}\s+from\s+"(\.[^"]+)"/g
+
+/** name → the module (absolute .ts path) a front door (`index.ts`) re-exports it from by name. */
+const frontDoorNames = new Map()
+const reexportsOf = (indexTs) => {
+  let names = frontDoorNames.get(indexTs)
+  if (names !== undefined) return names
+  names = new Map()
+  const text = fs.existsSync(indexTs) ? fs.readFileSync(indexTs, "utf8") : ""
+  for (const [, allTypes, list, from] of text.matchAll(NAMED_REEXPORT)) {
+    for (const n of list.split(",").map((x) => x.trim()).filter((x) => x !== "")) {
+      const m = /^(type\s+)?(\w+)$/.exec(n)
+      if (m !== null) names.set(m[2], { module: path.resolve(path.dirname(indexTs), from.replace(/\.js$/, ".ts")), type: Boolean(allTypes || m[1]) })
+    }
+  }
+  frontDoorNames.set(indexTs, names)
+  return names
+}
+
+/**
+ * `import { a, type B } from "../store/index.js"` as imports from the modules that front door
+ * re-exports `a` and `B` from (names it does not re-export by name stay with it). A front door
+ * that the bundle wraps for a lazily loaded module (store/index.ts is reached from the writer's
+ * and the object store's lazy imports) initialises, whenever it is itself initialised, every
+ * module it re-exports that any part of the program uses: SQLite and the writer at start
+ * again, for one `openBackup` that the uploader needs only when it uploads.
+ */
+const frontDoorsBypassed = (file, source) =>
+  source.replace(FRONT_DOOR_IMPORT, (whole, allTypes, list, from) => {
+    const names = reexportsOf(path.resolve(path.dirname(file), from.replace(/\.js$/, ".ts")))
+    const kept = []
+    const direct = []
+    for (const n of list.split(",").map((x) => x.trim()).filter((x) => x !== "")) {
+      const m = /^(type\s+)?(\w+)(?:\s+as\s+(\w+))?$/.exec(n)
+      const target = m === null ? undefined : names.get(m[2])
+      if (target === undefined) {
+        kept.push(n)
+        continue
+      }
+      let rel = path.relative(path.dirname(file), target.module).replace(/\.ts$/, ".js")
+      if (!rel.startsWith(".")) rel = `./${rel}`
+      const isType = Boolean(allTypes || m[1] || target.type)
+      direct.push(`import ${isType ? "type " : ""}{ ${m[2]}${m[3] ? ` as ${m[3]}` : ""} } from "${rel}"`)
+    }
+    if (direct.length === 0) return whole
+    return [...(kept.length > 0 ? [`import ${allTypes ?? ""}{ ${kept.join(", ")} } from "${from}"`] : []), ...direct].join(";")
+  })
+
 const staticRequires = {
   name: "static-requires",
   setup(build) {
@@ -109,7 +183,37 @@ const staticRequires = {
     const escaped = ours.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
     build.onLoad({ filter: new RegExp(`^${escaped}.*\\.ts$`) }, async (args) => {
       const source = await fs.promises.readFile(args.path, "utf8")
-      return { contents: source.replace(RUNTIME_REQUIRE, (_, q, pkg) => `require(${q}${pkg}${q})`), loader: "ts" }
+      // tsconfig's `strict` (alwaysStrict) does not reach the files pureSources resolved, so
+      // the directive it would add is written here
+      const contents = frontDoorsBypassed(
+        args.path,
+        effectSubpaths(source.replace(RUNTIME_REQUIRE, (_, q, pkg) => `require(${q}${pkg}${q})`))
+      )
+      return { contents: `"use strict";\n${contents}`, loader: "ts" }
+    })
+  }
+}
+
+/**
+ * `pureSources`: our modules under src/ (but src/bin/, the entries) are declared free of side
+ * effects, as package.json's `sideEffects: false` does for a package (effect's own packages
+ * declare it): a module none of whose exports a program uses is then neither bundled nor run.
+ * Without it, a front door such as src/store/index.ts runs every module it re-exports when a
+ * program imports one name from it: a `backupd -X` session ran the writer, SQLite and
+ * hash-wasm at start (see docs/benchmarks.md, start-up). Nothing in src/ acts at import time
+ * (test/release/bundleSources.test.ts checks that no module is imported for its effects only).
+ */
+const pureSources = {
+  name: "pure-sources",
+  setup(build) {
+    const src = path.join(build.initialOptions.absWorkingDir ?? repoRoot, "src") + path.sep
+    const entries = path.join(src, "bin") + path.sep
+    build.onResolve({ filter: /^\.\.?\// }, async (args) => {
+      if (args.pluginData === pureSources || !args.importer.startsWith(src)) return undefined
+      const r = await build.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: pureSources })
+      if (r.errors.length > 0) return { errors: r.errors }
+      if (!r.path.startsWith(src) || r.path.startsWith(entries)) return { path: r.path, namespace: r.namespace, external: r.external }
+      return { path: r.path, namespace: r.namespace, external: r.external, sideEffects: false }
     })
   }
 }
@@ -162,7 +266,9 @@ export const programBundleOptions = (entryPoints, outdir, { release }) => ({
     ].join("\n")
   },
   footer: { js: "})" },
-  ...(release ? { plugins: [nativeAddons, staticRequires] } : { plugins: [staticRequires], external: ["better-sqlite3", "fs-ext"] }),
+  ...(release
+    ? { plugins: [pureSources, nativeAddons, staticRequires] }
+    : { plugins: [pureSources, staticRequires], external: ["better-sqlite3", "fs-ext"] }),
   legalComments: "none",
   sourcemap: false,
   metafile: true,

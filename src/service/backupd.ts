@@ -93,26 +93,29 @@ export interface SessionEnv {
 
 /**
  * Staging directories `sync./<pid>` of processes that no longer run (killed mid-session) are
- * removed; a live process's directory is left alone.
+ * removed; a live process's directory is left alone. A directory that cannot be read or
+ * removed is left for the next start (and logged): it never stops a session.
  */
-export const removeOrphanedStaging = (base: string, log: ServiceLog): void => {
-  let entries: Array<string>
-  try {
-    entries = fs.readdirSync(base)
-  } catch {
-    return
-  }
-  for (const name of entries) {
-    const pid = Number(name)
-    if (!/^\d+$/.test(name) || pid === process.pid) continue
-    try {
-      process.kill(pid, 0)
-      continue
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "EPERM") continue
+export const removeOrphanedStaging = (base: string, log: ServiceLog): Effect.Effect<void, never, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const files = yield* FileSystem.FileSystem
+    const entries = yield* files.readDirectory(base).pipe(Effect.orElseSucceed((): ReadonlyArray<string> => []))
+    for (const name of entries) {
+      if (!/^\d+$/.test(name) || Number(name) === process.pid || processRuns(Number(name))) continue
+      log.info(`removing staging directory of ended process ${name}`)
+      yield* files.remove(path.join(base, name), { recursive: true, force: true }).pipe(
+        Effect.catchAll((e) => Effect.sync(() => log.notice(`staging directory of ended process ${name} not removed: ${e.message}`)))
+      )
     }
-    log.info(`removing staging directory of ended process ${pid}`)
-    fs.rmSync(path.join(base, name), { recursive: true, force: true })
+  })
+
+/** Whether process `pid` exists (one we may not signal counts: it runs, as another user). */
+const processRuns = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return e instanceof Error && "code" in e && e.code === "EPERM"
   }
 }
 
@@ -150,8 +153,10 @@ export const serveConnection = (conn: Connection, env: SessionEnv): Effect.Effec
       }
       const settings = sessionSettingsFrom(env.config, env.tls)
       const sessionDir = path.join(settings.stagingDir, "sync.", String(process.pid))
-      removeOrphanedStaging(path.join(settings.stagingDir, "sync."), env.log)
-      yield* Effect.addFinalizer(() => Effect.sync(() => fs.rmSync(sessionDir, { recursive: true, force: true })))
+      yield* removeOrphanedStaging(path.join(settings.stagingDir, "sync."), env.log)
+      const files = yield* FileSystem.FileSystem
+      // (one left behind is removed by the next start, removeOrphanedStaging)
+      yield* Effect.addFinalizer(() => Effect.ignore(files.remove(sessionDir, { recursive: true, force: true })))
       const backupSet = yield* makeBackupSet(env.backups, path.join(sessionDir, "pending"))
       const handlers = makeHandlers({
         backups: backupSet,

@@ -9,8 +9,9 @@
  * (docs/gaps.md G3, a privacy leak between users); we hold them, staged on disk, until an APPLY
  * MAILBOX shows which backup references them, and drop the unclaimed ones at session end.
  */
+import * as FileSystem from "@effect/platform/FileSystem"
+import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Exit, Option, Scope } from "effect"
-import * as fs from "node:fs"
 import * as path from "node:path"
 import type { File } from "../protocol/dlist/value.js"
 import type { BackupWriter, UserBackupOpenError, UserBackupsShape } from "../store/index.js"
@@ -48,17 +49,21 @@ export interface BackupSet {
   /** Runs `effect` while no idle close can happen. */
   readonly exclusive: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Keeps an unclaimed uploaded message until a mailbox claims it (moves the staged file). */
-  readonly holdPending: (file: File) => Effect.Effect<void>
+  readonly holdPending: (file: File) => Effect.Effect<void, PlatformError>
   readonly pending: (guid: string) => File | undefined
 }
 
-/** Builds the set; everything still open is closed when the surrounding Scope closes. */
+/**
+ * Builds the set; everything still open is closed when the surrounding Scope closes, and the
+ * pending messages' directory is removed then.
+ */
 export const makeBackupSet = (
   backups: UserBackupsShape,
   pendingDir: string,
   now: () => number = Date.now
-): Effect.Effect<BackupSet, never, Scope.Scope> =>
+): Effect.Effect<BackupSet, never, Scope.Scope | FileSystem.FileSystem> =>
   Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
     const entries = new Map<string, Entry>()
     const order: Array<string> = []
     const pendingFiles = new Map<string, File>()
@@ -75,12 +80,8 @@ export const makeBackupSet = (
 
     const closeAll = Effect.suspend(() => Effect.forEach([...order], closeEntry, { discard: true }))
 
-    yield* Effect.addFinalizer(() =>
-      Effect.zipRight(
-        closeAll,
-        Effect.sync(() => fs.rmSync(pendingDir, { recursive: true, force: true }))
-      )
-    )
+    // (what cannot be removed now goes with the session's staging directory)
+    yield* Effect.addFinalizer(() => Effect.zipRight(closeAll, Effect.ignore(fs.remove(pendingDir, { recursive: true, force: true }))))
 
     const set: BackupSet = {
       open: (key, create) =>
@@ -125,12 +126,13 @@ export const makeBackupSet = (
         ),
       exclusive: (effect) => permit.withPermits(1)(effect),
       holdPending: (file) =>
-        Effect.sync(() => {
-          if (pendingFiles.has(file.guid)) return
-          fs.mkdirSync(pendingDir, { recursive: true })
+        Effect.suspend(() => {
+          if (pendingFiles.has(file.guid)) return Effect.void
           const target = path.join(pendingDir, file.guid)
-          fs.renameSync(file.path, target)
-          pendingFiles.set(file.guid, { ...file, path: target })
+          return fs.makeDirectory(pendingDir, { recursive: true }).pipe(
+            Effect.zipRight(fs.rename(file.path, target)),
+            Effect.tap(() => Effect.sync(() => void pendingFiles.set(file.guid, { ...file, path: target })))
+          )
         }),
       pending: (guid) => pendingFiles.get(guid)
     }

@@ -1,29 +1,31 @@
 /**
- * One csync session: banner, then the command loop, until EXIT, end of input, the
- * inactivity timeout or a stop signal. The flow is a pipeline pulled one command at a time:
+ * One csync session: banner, then the commands, until EXIT, end of input, the inactivity
+ * timeout or a stop signal. The session is a stream of commands, pulled one at a time, each
+ * fed to the handler of its tag:
  *
- *   connection bytes → ByteReader → command words / dlist items → Command (typed)
- *     → handler → reply lines → connection
+ *   connection bytes → ByteReader → command line → Command (commands.ts, readCommand)
+ *     → handler of its tag → reply lines → connection
  *
  * A command is read completely (its literals and message files staged) before it is handled,
  * and the next one is only read once the answer was flushed, so back-pressure holds end to end.
  * Open user backups belong to the session's BackupSet; whatever way the session ends, the
- * set's Scope closes them (sealing chunks, releasing locks).
+ * set's Scope closes them (sealing chunks, releasing locks); EXIT closes them before it is
+ * answered, so a client that saw `OK Finished` finds every backup sealed and unlocked.
  */
-import * as FileSystem from "@effect/platform/FileSystem"
-import { Cause, Deferred, Duration, Effect, Either, Option, Stream } from "effect"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import { Cause, Data, Deferred, Duration, Effect, Either, Option, Stream } from "effect"
 import type * as tls from "node:tls"
 import type { AuthenticatorShape, AuthStep } from "../auth/index.js"
 import { ByteReader, ByteSourceError, EOF, byteClass, type ByteSource, type TokenTooLong } from "../protocol/ByteReader.js"
-import { isAtom } from "../protocol/dlist/astring.js"
 import type { DlistParseError } from "../protocol/dlist/errors.js"
-import { parseItem, type ParseOptions } from "../protocol/dlist/parse.js"
-import type { Item } from "../protocol/dlist/value.js"
+import type { ParseOptions } from "../protocol/dlist/parse.js"
 import type { Connection } from "../transport/Connection.js"
 import type { StopReason } from "./StopReason.js"
-import { replyFor } from "./answers.js"
-import { asCommandName, eatLine, endsLine, normaliseCommandWord, readWord } from "./commandReader.js"
-import { Reply, type CommandName } from "./replies.js"
+import { toReply } from "./answers.js"
+import { eatLine, readCommand, type ItemRefused, type LineRejected } from "./commandReader.js"
+import { stagedFiles, type ApplyCommand, type Authenticate, type Command, type Compress, type GetCommand } from "./commands.js"
+import type { CommandHandlers } from "./handlers.js"
+import { Reply } from "./replies.js"
 import type { ServiceLog } from "../telemetry/ServiceLog.js"
 import { tapConnection, type TappedConnection, type TelemetryLog } from "../telemetry/TelemetryLog.js"
 
@@ -41,19 +43,6 @@ export interface SessionSettings {
   readonly tls: tls.TlsOptions | undefined
   /** The session's staging directory base (`backup_staging_path`). */
   readonly stagingDir: string
-}
-
-/** What the command loop hands APPLY and GET to (see handlers.ts). */
-export interface CommandHandlers {
-  /** Handles one APPLY/GET; writes untagged lines through `emit` and returns the final line. */
-  readonly apply: (item: Item, emit: (line: string) => Effect.Effect<void>) => Effect.Effect<string, never, FileSystem.FileSystem>
-  readonly get: (item: Item, emit: (line: string) => Effect.Effect<void>) => Effect.Effect<string, never, FileSystem.FileSystem>
-  /** RESTART: close every open backup. */
-  readonly restart: Effect.Effect<void>
-  /** Between commands: close backups idle for too long. */
-  readonly closeIdle: Effect.Effect<void>
-  /** After each command: forget the command's staged files that nothing kept. */
-  readonly afterCommand: Effect.Effect<void>
 }
 
 export interface SessionDeps {
@@ -75,11 +64,17 @@ const CONTINUE: Outcome = "continue"
 const EXIT: Outcome = "exit"
 
 interface State {
+  /** Who authenticated (always an admin: others are refused, docs/gaps.md G12). */
   userid: string | undefined
-  isAdmin: boolean
   compressed: boolean
   tlsDone: boolean
 }
+
+/** What one pull of the session's stream yields: a command, or a line answered without one. */
+type Pulled = Command | LineRejected | ItemRefused
+
+/** The process asked the session to stop: it ends between commands, without an answer. */
+class Stopped extends Data.TaggedError("Stopped")<{}> {}
 
 const CRLF = "\r\n"
 
@@ -95,7 +90,7 @@ const sessionLoop = (deps: SessionDeps, tapped: TappedConnection): Effect.Effect
     const { settings, auth, handlers, log } = deps
     const conn = tapped.connection
     // With `-s` the connection is already TLS when the session starts.
-    const state: State = { userid: undefined, isAdmin: false, compressed: false, tlsDone: conn.tlsActive }
+    const state: State = { userid: undefined, compressed: false, tlsDone: conn.tlsActive }
     const timeoutMs = Math.max(3000, Duration.toMillis(settings.syncTimeout))
 
     const source: ByteSource = conn.read.pipe(
@@ -128,230 +123,199 @@ const sessionLoop = (deps: SessionDeps, tapped: TappedConnection): Effect.Effect
       yield* conn.flush
     })
 
-    /** Answers BAD/NO for a malformed line and skips the rest of it. */
-    const reject = (line: string, last: number) => Effect.zipRight(send(line), eatLine(reader, last))
+    // ---- one handler per tag ---------------------------------------------------------------
 
-    /** The end-of-line check after the last argument of `cmd`. */
-    const finishLine = (cmd: CommandName, c: number) =>
-      Effect.flatMap(endsLine(reader, c), (r) =>
-        r.ok ? Effect.succeed(true) : Effect.as(reject(Reply.extraArguments(cmd), r.last), false)
-      )
+    const lineRejected = Effect.fn("csync.LineRejected")(function* (r: LineRejected) {
+      yield* send(r.reply)
+      yield* eatLine(reader, r.last)
+      return CONTINUE
+    })
 
-    const doAuthenticate = (c: number): Effect.Effect<Outcome, ByteSourceError | TokenTooLong> =>
-      Effect.gen(function* () {
-        if (c !== 0x20) {
-          yield* reject(Reply.missingArgument("Authenticate"), c)
-          return CONTINUE
-        }
-        const mech = yield* readWord(reader, settings.maxword)
-        if (!isAtom(mech.token)) {
-          yield* reject(Reply.invalidMechanism, mech.terminator)
-          return CONTINUE
-        }
-        let last = mech.terminator
-        let initial: string | undefined
-        if (last === 0x20) {
-          const init = yield* readWord(reader, settings.maxword)
-          if (init.terminator === EOF) {
-            yield* send(Reply.missingArgument("Authenticate"))
-            return CONTINUE
-          }
-          initial = init.token
-          last = init.terminator
-        }
-        if (!(yield* finishLine("Authenticate", last))) return CONTINUE
-        if (state.userid !== undefined) {
-          yield* send(Reply.alreadyAuthenticated)
-          return CONTINUE
-        }
-        let step: AuthStep = yield* auth.start(saslConnection(), mech.token, initial)
-        while (step._tag === "Challenge") {
-          yield* send(step.line)
-          yield* flush
-          const line = yield* readResponseLine(reader)
-          if (line === undefined) {
-            yield* send(Reply.readingResponse(""))
-            return CONTINUE
-          }
-          step = yield* step.respond(line)
-        }
-        if (step._tag === "Failure") {
-          if (step.kind === "Rejected") log.notice(`badlogin: ${conn.peer.clientHost} ${step.mechanism} [${step.detail}]`)
-          yield* send(step.reply)
-          return CONTINUE
-        }
-        if (!step.isAdmin) {
-          // Stricter than 3.6.1 (docs/gaps.md G12): a non-admin is refused at once instead of
-          // being let in and then denied every command, EXIT included.
-          log.notice(`badlogin: ${conn.peer.clientHost} ${step.mechanism} [${step.userid} is not an admin]`)
-          yield* send(Reply.permissionDenied)
-          return CONTINUE
-        }
-        state.userid = step.userid
-        state.isAdmin = true
-        log.notice(`login: ${conn.peer.clientHost} ${step.userid} ${step.mechanism}${conn.tlsActive ? "+TLS" : ""} User logged in`)
-        yield* send(step.reply)
-        // The answer goes out before telemetry starts: the log begins with what follows it.
+    const itemRefused = Effect.fn("csync.ItemRefused")(function* (r: ItemRefused) {
+      yield* send(yield* toReply(Effect.fail(r.failure), r.context, log))
+      return CONTINUE
+    }, (effect, r) => Effect.ensuring(effect, handlers.afterCommand(r.staged)))
+
+    const authenticate = Effect.fn("csync.Authenticate")(function* (cmd: typeof Authenticate.Type) {
+      if (state.userid !== undefined) {
+        yield* send(Reply.alreadyAuthenticated)
+        return CONTINUE
+      }
+      let step: AuthStep = yield* auth.start(saslConnection(), cmd.mechanism, cmd.initial)
+      while (step._tag === "Challenge") {
+        yield* send(step.line)
         yield* flush
-        if (deps.telemetry) {
-          const telemetry = yield* deps.telemetry(step.userid)
-          if (Option.isSome(telemetry)) tapped.attach(telemetry.value)
-        }
-        if (deps.onLogin) yield* deps.onLogin(step.userid)
-        return CONTINUE
-      })
-
-    const doCompress = (c: number): Effect.Effect<Outcome, ByteSourceError | TokenTooLong> =>
-      Effect.gen(function* () {
-        if (c !== 0x20) {
-          yield* reject(Reply.missingArgument("Compress"), c)
+        const line = yield* readResponseLine(reader)
+        if (line === undefined) {
+          yield* send(Reply.readingResponse(""))
           return CONTINUE
         }
-        const alg = yield* readWord(reader, settings.maxword)
-        if (!(yield* finishLine("Compress", alg.terminator))) return CONTINUE
-        if (state.compressed) {
-          yield* send(Reply.compressAlready(alg.token))
-        } else if (alg.token.toUpperCase() !== "DEFLATE") {
-          yield* send(Reply.compressUnknown(alg.token))
-        } else {
-          yield* send(Reply.compressActive(alg.token))
-          yield* flush
-          yield* conn.startCompression(reader.takeBuffered())
-          state.compressed = true
-        }
+        step = yield* step.respond(line)
+      }
+      if (step._tag === "Failure") {
+        if (step.kind === "Rejected") log.notice(`badlogin: ${conn.peer.clientHost} ${step.mechanism} [${step.detail}]`)
+        yield* send(step.reply)
         return CONTINUE
-      })
-
-    const doStarttls = (c: number): Effect.Effect<Outcome, ByteSourceError> =>
-      Effect.gen(function* () {
-        if (!(yield* finishLine("Starttls", c))) return CONTINUE
-        if (state.tlsDone) {
-          yield* send(Reply.starttlsAgain)
-          return CONTINUE
-        }
-        yield* send(Reply.starttlsBegin)
-        yield* conn.flush.pipe(Effect.orElse(() => Effect.void))
-        if (reader.buffered > 0) {
-          // A client that pipelines past STARTTLS is attacking or broken: nothing it sent
-          // before the handshake may be taken as protected.
-          yield* send(Reply.starttlsFailed)
-          return EXIT
-        }
-        const ok = yield* Effect.either(conn.startTls(settings.tls!))
-        if (Either.isLeft(ok)) {
-          log.notice(`STARTTLS failed: ${conn.peer.clientHost}: ${ok.left.message}`)
-          return EXIT
-        }
-        state.tlsDone = true
-        yield* banner.pipe(Effect.orElse(() => Effect.void))
+      }
+      if (!step.isAdmin) {
+        // Stricter than 3.6.1 (docs/gaps.md G12): a non-admin is refused at once instead of
+        // being let in and then denied every command, EXIT included.
+        log.notice(`badlogin: ${conn.peer.clientHost} ${step.mechanism} [${step.userid} is not an admin]`)
+        yield* send(Reply.permissionDenied)
         return CONTINUE
-      })
+      }
+      state.userid = step.userid
+      log.notice(`login: ${conn.peer.clientHost} ${step.userid} ${step.mechanism}${conn.tlsActive ? "+TLS" : ""} User logged in`)
+      yield* send(step.reply)
+      // The answer goes out before telemetry starts: the log begins with what follows it.
+      yield* flush
+      if (deps.telemetry) {
+        const telemetry = yield* deps.telemetry(step.userid)
+        if (Option.isSome(telemetry)) tapped.attach(telemetry.value)
+      }
+      if (deps.onLogin) yield* deps.onLogin(step.userid)
+      return CONTINUE
+    })
 
-    const doItem = (cmd: "Apply" | "Get", c: number): Effect.Effect<Outcome, ByteSourceError | DlistParseError, FileSystem.FileSystem> =>
-      Effect.gen(function* () {
-        if (c !== 0x20) {
-          yield* reject(Reply.missingArgument(cmd), c)
-          return CONTINUE
-        }
-        const parsed = yield* Effect.either(parseItem(reader, parseOptions))
-        if (Either.isLeft(parsed)) {
-          const e = parsed.left
-          if (e._tag === "ByteSourceError") return yield* Effect.fail(e)
-          if (e._tag === "StagingFailed") {
-            // The line was fine and has been read to its end: a server-side failure, a NO.
-            if (yield* finishLine(cmd, e.terminator)) yield* send(replyFor(e, `${cmd.toUpperCase()}: staging ${e.path}`, log))
-            return CONTINUE
-          }
-          if (e.reason === "quoted string too long") return yield* Effect.fail(e)
-          log.notice(`IOERROR: bad ${cmd.toUpperCase()} line: ${e.reason}`)
-          yield* reject(Reply.missingArgument(cmd), 0)
-          return CONTINUE
-        }
-        if (!(yield* finishLine(cmd, parsed.right.terminator))) return CONTINUE
-        const emit = (line: string) => send(line)
-        const final = cmd === "Apply" ? yield* handlers.apply(parsed.right.item, emit) : yield* handlers.get(parsed.right.item, emit)
-        yield* send(final)
+    const compress = Effect.fn("csync.Compress")(function* (cmd: typeof Compress.Type) {
+      if (state.compressed) {
+        yield* send(Reply.compressAlready(cmd.algorithm))
+      } else if (cmd.algorithm.toUpperCase() !== "DEFLATE") {
+        yield* send(Reply.compressUnknown(cmd.algorithm))
+      } else {
+        yield* send(Reply.compressActive(cmd.algorithm))
+        yield* flush
+        yield* conn.startCompression(reader.takeBuffered())
+        state.compressed = true
+      }
+      return CONTINUE
+    })
+
+    const starttls = Effect.fn("csync.Starttls")(function* () {
+      // readCommand makes a Starttls only when TLS is configured
+      const options = settings.tls
+      if (options === undefined) return CONTINUE
+      if (state.tlsDone) {
+        yield* send(Reply.starttlsAgain)
         return CONTINUE
-      }).pipe(Effect.ensuring(handlers.afterCommand))
+      }
+      yield* send(Reply.starttlsBegin)
+      yield* conn.flush.pipe(Effect.orElse(() => Effect.void))
+      if (reader.buffered > 0) {
+        // A client that pipelines past STARTTLS is attacking or broken: nothing it sent
+        // before the handshake may be taken as protected.
+        yield* send(Reply.starttlsFailed)
+        return EXIT
+      }
+      const ok = yield* Effect.either(conn.startTls(options))
+      if (Either.isLeft(ok)) {
+        log.notice(`STARTTLS failed: ${conn.peer.clientHost}: ${ok.left.message}`)
+        return EXIT
+      }
+      state.tlsDone = true
+      yield* banner.pipe(Effect.orElse(() => Effect.void))
+      return CONTINUE
+    })
 
-    const oneCommand: Effect.Effect<Outcome, ByteSourceError | TokenTooLong | DlistParseError, FileSystem.FileSystem> = Effect.gen(function* () {
+    const noop = Effect.fn("csync.Noop")(function* () {
+      yield* send(Reply.noop)
+      return CONTINUE
+    })
+
+    const restart = Effect.fn("csync.Restart")(function* () {
+      yield* handlers.closeAll
+      yield* send(Reply.restart)
+      return CONTINUE
+    })
+
+    const exit = Effect.fn("csync.Exit")(function* () {
+      // sealed and unlocked before the answer: what the client sees next may rely on it
+      yield* handlers.closeAll
+      yield* send(Reply.exit)
+      return EXIT
+    })
+
+    const apply = Effect.fn("csync.Apply")(function* (cmd: ApplyCommand) {
+      yield* send(yield* handlers.apply(cmd, send))
+      return CONTINUE
+    }, (effect, cmd) => Effect.ensuring(effect, handlers.afterCommand(stagedFiles(cmd.item))))
+
+    const get = Effect.fn("csync.Get")(function* (cmd: GetCommand) {
+      yield* send(yield* handlers.get(cmd, send))
+      return CONTINUE
+    })
+
+    const handle = (p: Pulled): Effect.Effect<Outcome, ByteSourceError | TokenTooLong, FileSystem.FileSystem> => {
+      switch (p._tag) {
+        case "LineRejected":
+          return lineRejected(p)
+        case "ItemRefused":
+          return itemRefused(p)
+        case "Authenticate":
+          return authenticate(p)
+        case "Compress":
+          return compress(p)
+        case "Starttls":
+          return starttls()
+        case "Noop":
+          return noop()
+        case "Restart":
+          return restart()
+        case "Exit":
+          return exit()
+        case "ApplyMailbox":
+        case "ApplyUnmailbox":
+        case "ApplyReserve":
+        case "ApplyMessage":
+        case "ApplyRename":
+        case "ApplyUserItem":
+        case "ApplyUnuser":
+        case "ApplyIgnored":
+          return apply(p)
+        case "GetUser":
+        case "GetMeta":
+        case "GetMailboxes":
+        case "GetFullMailbox":
+        case "GetUniqueids":
+          return get(p)
+      }
+    }
+
+    // ---- the stream of commands ------------------------------------------------------------
+
+    /** Flushes, closes idle backups, and reads the next command unless a stop came first. */
+    const nextCommand = Effect.gen(function* () {
       yield* flush
       yield* handlers.closeIdle
       // Between commands, a stop request ends the session before anything new is read.
       // (SIGHUP only ends the process after this session: the session itself goes on.)
       const stopSoFar = yield* Deferred.poll(deps.stop)
-      if (Option.isSome(stopSoFar) && (yield* stopSoFar.value) === "terminate") return EXIT
+      if (Option.isSome(stopSoFar) && (yield* stopSoFar.value) === "terminate") return yield* new Stopped()
       if (reader.buffered === 0 && Option.isNone(stopSoFar)) {
         const first = yield* Effect.raceFirst(
           Effect.map(reader.peekByte, (b) => ({ _tag: "Byte" as const, b })),
           Effect.map(Deferred.await(deps.stop), (why) => ({ _tag: "Stop" as const, why }))
         )
-        if (first._tag === "Stop" && first.why === "terminate") return EXIT
+        if (first._tag === "Stop" && first.why === "terminate") return yield* new Stopped()
       }
-      const word = yield* readWord(reader, settings.maxword)
-      if (word.token.length === 0) {
-        if (word.terminator === EOF) return EXIT
-        yield* reject(Reply.nullCommand, word.terminator)
-        return CONTINUE
-      }
-      const name = normaliseCommandWord(word.token)
-      const cmd = asCommandName(name)
-      const c = word.terminator
-      if (state.userid !== undefined && !state.isAdmin) {
-        yield* reject(Reply.permissionDenied, c)
-        return CONTINUE
-      }
-      switch (cmd) {
-        case "Authenticate":
-          return yield* doAuthenticate(c)
-        case "Compress":
-          return yield* doCompress(c)
-        case "Noop":
-          if (yield* finishLine("Noop", c)) yield* send(Reply.noop)
-          return CONTINUE
-        case "Restart":
-          if (yield* finishLine("Restart", c)) {
-            yield* handlers.restart
-            yield* send(Reply.restart)
-          }
-          return CONTINUE
-        case "Exit":
-          if (yield* finishLine("Exit", c)) {
-            yield* send(Reply.exit)
-            return EXIT
-          }
-          return CONTINUE
-        case "Starttls":
-          if (settings.tls === undefined) break
-          return yield* doStarttls(c)
-        case "Apply":
-        case "Get":
-          if (state.userid === undefined) {
-            yield* reject(Reply.authenticateFirst, c)
-            return CONTINUE
-          }
-          return yield* doItem(cmd, c)
-        case undefined:
-          if (state.userid === undefined && (name.startsWith("A") || name.startsWith("G"))) {
-            yield* reject(Reply.authenticateFirst, c)
-            return CONTINUE
-          }
-      }
-      log.error(`IOERROR: received bad command: command=<${word.token}>`)
-      yield* reject(Reply.unrecognized, c)
-      return CONTINUE
-    })
+      return yield* readCommand({
+        reader,
+        maxword: settings.maxword,
+        parse: parseOptions,
+        starttls: settings.tls !== undefined,
+        authenticated: () => state.userid !== undefined,
+        log
+      })
+    }).pipe(
+      Effect.catchTags({ LineRejected: (r) => Effect.succeed<Pulled>(r), ItemRefused: (r) => Effect.succeed<Pulled>(r) }),
+      // end of input and a stop end the stream; the rest are fatal
+      Effect.mapError((e) => (e._tag === "EndOfInput" || e._tag === "Stopped" ? Option.none() : Option.some(e)))
+    )
 
-    if (conn.peer.isLocal) {
-      state.userid = auth.unixSocketIdentity.userid
-      state.isAdmin = true
-    }
-    yield* Stream.repeatEffectOption(
-      oneCommand.pipe(
-        Effect.mapError(Option.some),
-        Effect.flatMap((o) => (o === "exit" ? Effect.fail(Option.none()) : Effect.void))
-      )
-    ).pipe(
+    if (conn.peer.isLocal) state.userid = auth.unixSocketIdentity.userid
+    yield* Stream.repeatEffectOption(nextCommand).pipe(
+      Stream.mapEffect(handle),
+      Stream.takeUntil((o) => o === EXIT),
       Stream.runDrain,
       (loop) => Effect.zipRight(banner.pipe(Effect.mapError((e) => new ByteSourceError({ cause: e.message }))), loop),
       Effect.catchAll((e) => fatalOrEnd(e, send, conn, log)),

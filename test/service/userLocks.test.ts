@@ -55,6 +55,21 @@ describe("per-user release of backups within a session", () => {
     expect(locked("anne")).toBe(false)
   })
 
+  it("EXIT seals and unlocks every open backup before it is answered", async () => {
+    const s = server.open()
+    expect(await s.command("GET USER gina")).toEqual(["OK Success"])
+    expect(await s.command("APPLY SUB %(USERID gina MBOXNAME user.gina.x)")).toEqual(["OK Success"])
+    expect(await s.command("APPLY SUB %(USERID hans MBOXNAME user.hans.x)")).toEqual(["OK Success"])
+    expect([locked("gina"), locked("hans")]).toEqual([true, true])
+    expect(await s.command("EXIT")).toEqual(["OK Finished"])
+    // what a client may do as soon as it has read the answer (sync_client -A returns then)
+    expect(locked("gina")).toBe(false)
+    expect(locked("hans")).toBe(false)
+    const subs = await Effect.runPromise(Effect.scoped(Effect.flatMap(openForRead(dataFileOf("gina")), (r) => r.subscriptions())))
+    expect(subs.map((r) => r.mboxname)).toEqual(["user.gina.x"])
+    await s.close()
+  })
+
   it("keeps a backup open while a GUID RESERVEd for it has not been uploaded; the upload still lands there", async () => {
     const m = message("Subject: reserved for dora\r\n\r\nbody\r\n")
     const s = server.open()
