@@ -12,7 +12,7 @@ import * as fs from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import * as path from "node:path"
 import { makeSyntheticHost } from "../test/support/syntheticBackups.js"
-import { machineLine, writeSection } from "./sync.js"
+import { machineLine, writeSection } from "./report.js"
 
 const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`)

@@ -28,7 +28,7 @@ import fs from "node:fs"
 import { Duration, Effect, Either, Fiber, Option, Queue, Schedule, type Scope } from "effect"
 import type { CyrusConfig } from "../config/index.js"
 import { objectStoreSettings } from "../objectstore/settings.js"
-import { isHeldInProcess, openBackup, dataFileSize, type UserBackupsShape } from "../store/index.js"
+import { isHeldInProcess, type BackupFiles, type UserBackupsShape } from "../store/index.js"
 import type { ServiceLog } from "../telemetry/ServiceLog.js"
 
 /** How long an exiting backupd waits for queued uploads. */
@@ -63,6 +63,7 @@ export const startUploader = (config: CyrusConfig, inner: UserBackupsShape, log:
     if (Option.isNone(settings.right)) return off(inner)
     const { makeObjectStore } = yield* Effect.promise(() => import("../objectstore/ObjectStore.js"))
     const { planUpload, runUpload, recordUpload, pendingOf } = yield* Effect.promise(() => import("../objectstore/backupUpload.js"))
+    const { openBackup, dataFileSize } = yield* Effect.promise(() => import("./uploadStore.js"))
     const store = makeObjectStore(settings.right.value)
 
     const queue = yield* Queue.unbounded<Job>()
@@ -105,7 +106,7 @@ export const startUploader = (config: CyrusConfig, inner: UserBackupsShape, log:
      * ctl_backups run), tried again every 200 ms for up to 10 s. A session of this process
      * holding it is not waited for: its close queues the user again.
      */
-    const withLock = <A, E>(job: Job, body: (files: Effect.Effect.Success<ReturnType<typeof openBackup>>) => Effect.Effect<A, E>) =>
+    const withLock = <A, E>(job: Job, body: (files: BackupFiles) => Effect.Effect<A, E>) =>
       inWindow(job.key, Effect.flatMap(openBackup(job.dataPath), body)).pipe(
         Effect.retry({
           while: (e) => (e as { readonly _tag?: string })._tag === "BackupLocked" && !isHeldInProcess(job.dataPath),

@@ -24,6 +24,7 @@ import { Config, type ConfigError, type CyrusConfig } from "../config/index.js"
 import { makeBackupSet } from "../session/BackupSet.js"
 import { makeHandlers } from "../session/handlers.js"
 import { runSession, type SessionSettings } from "../session/commandLoop.js"
+import type { GetCommand } from "../session/commands.js"
 import type { StopReason } from "../session/StopReason.js"
 import { UserBackups, userBackupsLayer, type UnsupportedBackend, type UserBackupsShape } from "../store/index.js"
 import { logNotice, makeServiceLog, syslogIdent, withServiceLog, type ServiceLog } from "../telemetry/ServiceLog.js"
@@ -45,6 +46,15 @@ const PROGRAM = "backupd"
 
 /** Cyrus's 5-minute close of idle backups, but enforced even when the client is silent. */
 const IDLE_CLOSE_MS = 5 * 60 * 1000
+
+/** The GET key (the counters' kind) of each GET command. */
+const GET_KIND: Record<GetCommand["_tag"], string> = {
+  GetUser: "user",
+  GetMeta: "meta",
+  GetMailboxes: "mailboxes",
+  GetFullMailbox: "fullmailbox",
+  GetUniqueids: "uniqueids"
+}
 
 /** `tls`: the options read at start (loadTlsOptions), undefined without TLS. */
 export const sessionSettingsFrom = (config: CyrusConfig, tls: tls.TlsOptions | undefined): SessionSettings => ({
@@ -166,8 +176,8 @@ export const serveConnection = (conn: Connection, env: SessionEnv): Effect.Effec
       })
       const counted: typeof handlers = {
         ...handlers,
-        apply: (item, emit) => Effect.suspend(() => ((totals.apply += 1), counter.command("apply", item.key), handlers.apply(item, emit))),
-        get: (item, emit) => Effect.suspend(() => ((totals.get += 1), counter.command("get", item.key), handlers.get(item, emit)))
+        apply: (cmd, emit) => Effect.suspend(() => ((totals.apply += 1), counter.command("apply", cmd.item.key), handlers.apply(cmd, emit))),
+        get: (cmd, emit) => Effect.suspend(() => ((totals.get += 1), counter.command("get", GET_KIND[cmd._tag]), handlers.get(cmd, emit)))
       }
       // Close idle backups even while the client says nothing (docs/gaps.md G16).
       yield* Effect.forkScoped(
