@@ -1,6 +1,7 @@
 /** `ctl_backups list`: each backup's last chunk end time and data file size (with a quick verify first, unless -V). */
 import { Effect, Either, Option } from "effect"
-import { objectStoreSettings, pendingOf, planUpload, type Pending } from "../../objectstore/index.js"
+import { objectStoreSettings } from "../../objectstore/settings.js"
+import type { Pending } from "../../objectstore/index.js"
 import { dataFileSize } from "../../store/index.js"
 import { localTime } from "../cFormat.js"
 import { cyrusVerify } from "../cyrusVerify.js"
@@ -47,8 +48,11 @@ export const listBackup = (run: Run, t: Target): Effect.Effect<ListResult> =>
       const size = yield* dataFileSize(b).pipe(Effect.orElseSucceed(() => -1))
       // with object storage on: chunks and bytes not in the bucket yet (from the index alone)
       const storeOn = Either.match(objectStoreSettings(run.config), { onLeft: () => false, onRight: Option.isSome })
+      // (the upload planner is loaded only then)
       const pending = storeOn
-        ? yield* planUpload(b.sql, b.indexPath, t.userid ?? t.dataPath, t.dataPath, Math.max(size, 0)).pipe(Effect.map(pendingOf), Effect.orElseSucceed(() => undefined))
+        ? yield* Effect.flatMap(Effect.promise(() => import("../../objectstore/backupUpload.js")), ({ planUpload, pendingOf }) =>
+          planUpload(b.sql, b.indexPath, t.userid ?? t.dataPath, t.dataPath, Math.max(size, 0)).pipe(Effect.map(pendingOf), Effect.orElseSucceed(() => undefined))
+        )
         : undefined
       return { _tag: "Listed", timestamp, size, lastSuccess, pending } as const
     })

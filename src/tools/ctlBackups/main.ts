@@ -23,15 +23,8 @@ import { printer, type Printer, type ToolIo } from "../ToolIo.js"
 import { backupsDbLayer, configFailure, loadConfig, runTool, toolMain, type ToolFailure } from "../toolRuntime.js"
 import { ctlBackupsUsage } from "../usageTexts.js"
 import { parseCtlArgs, type CtlArgs } from "./args.js"
-import { compactOne } from "./compact.js"
-import { deleteOne } from "./delete.js"
-import { healthUnknown, runHealth } from "./health.js"
 import { listBackup } from "./list.js"
 import { lockExitCode, lockOne } from "./lock.js"
-import { runMetrics } from "./metrics.js"
-import { moveOne } from "./move.js"
-import { storeCommand } from "./objectStore.js"
-import { pullCommand } from "./pull.js"
 import {
   printCompact,
   printDbUnreadable,
@@ -44,8 +37,6 @@ import {
   printStatus,
   printVerify
 } from "./printer.js"
-import { reconstructBackupsDb } from "./reconstruct.js"
-import { reindexOne } from "./reindex.js"
 import { settle, who, type Run } from "./Run.js"
 import { statBackup } from "./stat.js"
 import { verifyOne } from "./verify.js"
@@ -60,6 +51,18 @@ const dataBytes = (t: Target): number => {
     return 0
   }
 }
+
+/**
+ * The commands that list and stat never need are loaded on first use (each an `import()`, which
+ * the bundle turns into a module initialised only then): what every `ctl_backups` start pays
+ * stays what a list needs (docs/benchmarks.md, "start-up").
+ */
+const lazy = <M>(load: () => Promise<M>): Effect.Effect<M> => Effect.promise(load)
+const compactModule = lazy(() => import("./compact.js"))
+const deleteModule = lazy(() => import("./delete.js"))
+const moveModule = lazy(() => import("./move.js"))
+const reindexModule = lazy(() => import("./reindex.js"))
+const healthModule = lazy(() => import("./health.js"))
 
 /** One command on one backup: run, print, and the code the loop goes on with (non-zero stops it). */
 type One = (run: Run, t: Target) => Effect.Effect<number>
@@ -78,13 +81,13 @@ const perBackup = (args: CtlArgs): One | undefined => {
       return (run, t) => Effect.flatMap(verifyOne(run, t), (r) => after(printVerify(run, t, r), () => settle(run, r.code)))
     case "reindex":
       return (run, t) =>
-        Effect.flatMap(reindexOne(run, t), (r) => {
+        Effect.flatMap(Effect.flatMap(reindexModule, ({ reindexOne }) => reindexOne(run, t)), (r) => {
           const code = r._tag === "Failed" ? r.code : r.problems.length > 0 ? IMAP_IOERROR : 0
           return after(printReindex(run, t, r, code), () => settle(run, code))
         })
     case "compact":
       return (run, t) =>
-        Effect.flatMap(compactOne(run, t), (r) => {
+        Effect.flatMap(Effect.flatMap(compactModule, ({ compactOne }) => compactOne(run, t)), (r) => {
           const code = r._tag === "Failed" ? r.code : r._tag === "NotNeeded" ? 1 : 0
           return after(printCompact(run, t, r, code), () => settle(run, code))
         })
@@ -96,11 +99,11 @@ const perBackup = (args: CtlArgs): One | undefined => {
           return code
         })
     case "delete":
-      return (run, t) => Effect.flatMap(deleteOne(run, t), (code) => after(printStatus(run, "delete", t, code), () => settle(run, code)))
+      return (run, t) => Effect.flatMap(Effect.flatMap(deleteModule, ({ deleteOne }) => deleteOne(run, t)), (code) => after(printStatus(run, "delete", t, code), () => settle(run, code)))
     case "move": {
-      const move = moveOne(args.names[1]!)
+      const to = args.names[1]!
       return (run, t) =>
-        Effect.flatMap(move(run, t), (r) =>
+        Effect.flatMap(Effect.flatMap(moveModule, ({ moveOne }) => moveOne(to)(run, t)), (r) =>
           after(Effect.zipRight(printMoved(run, t, r.movedTo), printStatus(run, "move", t, r.code)), () => settle(run, r.code))
         )
     }
@@ -128,17 +131,21 @@ const program = (args: CtlArgs, io: ToolIo) =>
       }
       const run: Run = { args, config, db, io, p: out, progress: bar, skipsFails: 0 }
       if (args.monitor !== undefined) {
-        return yield* args.monitor.command === "metrics" ? runMetrics(p, PROGRAM, config, db, args.monitor) : runHealth(p, config, db, args.monitor)
+        const monitor = args.monitor
+        return yield* monitor.command === "metrics"
+          ? Effect.flatMap(lazy(() => import("./metrics.js")), ({ runMetrics }) => runMetrics(p, PROGRAM, config, db, monitor))
+          : Effect.flatMap(healthModule, ({ runHealth }) => runHealth(p, config, db, monitor))
       }
       if (args.command === "reconstruct") {
+        const { reconstructBackupsDb } = yield* lazy(() => import("./reconstruct.js"))
         const r = yield* reconstructBackupsDb(db, config, args.verbose, bar)
         bar.clear()
         yield* printReconstruct(p, args.json, r)
         return r.code === 0 ? EX_OK : EX_TEMPFAIL
       }
-      if (args.command === "pull") return yield* pullCommand(run)
+      if (args.command === "pull") return yield* Effect.flatMap(lazy(() => import("./pull.js")), ({ pullCommand }) => pullCommand(run))
       // push, verify -O: the object store (objectStore.ts)
-      const store = storeCommand(run)
+      const store = args.command === "push" || args.objectStore ? (yield* lazy(() => import("./objectStore.js"))).storeCommand(run) : undefined
       if (store !== undefined) {
         const ended = yield* store.start
         if (ended !== undefined) return ended
@@ -222,7 +229,7 @@ export const runCtlBackups = (argv: ReadonlyArray<string>, io: ToolIo): Promise<
         PROGRAM,
         io,
         // a Nagios plugin says UNKNOWN (exit 3) on stdout for whatever stops the check
-        args.command === "health" ? Effect.catchAll(program(args, io), (e) => healthUnknown(printer(io), failure(e).line.trim())) : program(args, io),
+        args.command === "health" ? Effect.catchAll(program(args, io), (e) => Effect.flatMap(healthModule, ({ healthUnknown }) => healthUnknown(printer(io), failure(e).line.trim()))) : program(args, io),
         failure
       )
   )
