@@ -690,6 +690,7 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
       const startAfter =
         opts.atOrBefore === undefined ? undefined : dirPrefix + (9_999_999_999_999_999n - BigInt(opts.atOrBefore) - 1n).toString().padStart(16, "0") + "~"
       const chain: Array<Manifest> = []
+      let newest: string | undefined // the object of chain[0]
       let token: string | undefined
       let want: number | undefined // the seq the chain needs next
       for (;;) {
@@ -708,10 +709,12 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
           const m = yield* readManifest(r, o.Key!)
           if (m.seq !== parsed.seq) return yield* Effect.fail(integrity(o.Key!, `holds seq ${m.seq}, its name says ${parsed.seq}`))
           chain.push(m)
+          newest ??= o.Key!.slice(prefix.length)
           if (m.kind === "full") {
+            const object = newest
             return yield* Either.match(resolveChain(chain), {
               onLeft: (why) => Effect.fail(integrity(dirPrefix, why)),
-              onRight: (x) => Effect.succeed(x)
+              onRight: (x): Effect.Effect<ResolvedManifest> => Effect.succeed({ ...x, object })
             })
           }
           want = m.base
