@@ -94,6 +94,53 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
     for (const s of seen) expect(s.md5).toBe(s.body)
   })
 
+  it("the store checks the signed payload SHA-256: a body that is not the one hashed is refused (single PUT and a part), nothing is created", async () => {
+    const sdk = await loadSdk()
+    const client = makeClient(sdk, storeSettings(env, bucket), { accessKeyId: env.accessKeyId, secretAccessKey: env.secretAccessKey }, { connectionTimeoutMs: 5000, requestTimeoutMs: 60000 })
+    const body = Buffer.alloc(12 << 20, 9)
+    const hashOf = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
+    const put = (key: string, size: number, bodySha256: (n: number) => string) => {
+      let at = 0
+      return Effect.runPromise(
+        Effect.either(
+          putObjectFromSource({
+            sdk: sdk.s3,
+            client,
+            context: { endpoint: env.endpoint, bucket },
+            params: { Bucket: bucket, Key: key, ContentType: "application/octet-stream", Metadata: {} },
+            size,
+            fill: async (buf) => {
+              const n = body.copy(buf, 0, at, Math.min(size, at + buf.length))
+              at += n
+              return n
+            },
+            partSize: 5 << 20,
+            queueSize: 2,
+            bodySha256
+          })
+        )
+      )
+    }
+    const part = (n: number) => body.subarray((n - 1) * (5 << 20), Math.min(body.length, n * (5 << 20)))
+    // the hashes of the bytes sent: accepted
+    expect(Either.isRight(await put("sha/multipart-ok", body.length, (n) => hashOf(part(n))))).toBe(true)
+    // part 2 announced with the hash of other bytes (as if the file had changed after hashing)
+    const bad = await put("sha/multipart-bad", body.length, (n) => (n === 2 ? hashOf(Buffer.from("other bytes")) : hashOf(part(n))))
+    expect(Either.getLeft(bad).pipe((o) => (o._tag === "Some" ? o.value : undefined))).toMatchObject({ _tag: "ObjectStoreRequestFailed", status: 400, code: "XAmzContentSHA256Mismatch" })
+    const single = await put("sha/single-bad", 1000, () => hashOf(Buffer.from("other bytes")))
+    expect(Either.getLeft(single).pipe((o) => (o._tag === "Some" ? o.value : undefined))).toMatchObject({ _tag: "ObjectStoreRequestFailed", status: 400, code: "XAmzContentSHA256Mismatch" })
+    const s3 = rawClient(env)
+    for (const key of ["sha/multipart-bad", "sha/single-bad"]) {
+      const h = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key })).then(
+        () => "exists",
+        (e: { $metadata?: { httpStatusCode?: number } }) => String(e.$metadata?.httpStatusCode)
+      )
+      expect(h).toBe("404")
+    }
+    s3.destroy()
+    client.destroy()
+  })
+
   it.live("multipart round trip of a 20 MB member: ETag of 3 parts, bytes back unchanged, checksums verified", () =>
     Effect.gen(function*() {
       const dir = tempDir("os-mp")
