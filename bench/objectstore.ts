@@ -11,7 +11,9 @@
  *    host (download, checks, reindex), as whole programs, in MB/s of the member, next to the
  *    store's own PutObject and GetObject of the same bytes in this process, in the same run.
  *
- *   npm run build && vite-node bench/objectstore.ts [--mb 100] [--encrypted]
+ *   npm run build && vite-node bench/objectstore.ts [--mb 100] [--encrypted] [--profile DIR]
+ *
+ * --profile DIR: the push and pull runs write V8 CPU profiles (node --cpu-prof) into DIR.
  */
 import { spawn, execFileSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
@@ -28,6 +30,8 @@ const arg = (name: string, fallback: number): number => {
 }
 const MB = arg("mb", 100)
 const ENCRYPTED = process.argv.includes("--encrypted")
+const profileAt = process.argv.indexOf("--profile")
+const PROFILE_DIR = profileAt >= 0 ? process.argv[profileAt + 1] : undefined
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..")
 const CEPH_DIR = process.env.CYB_CEPH_DIR ?? "/tmp/cybt-ceph"
 const SCRIPT = path.join(REPO, "scripts", "ceph.sh")
@@ -73,10 +77,11 @@ const server = (name: string, prefix: string, extra: ReadonlyArray<string> = [])
 }
 
 /** Runs a program under /usr/bin/time; returns its seconds and peak RSS (MB). */
-const timed = (argv: ReadonlyArray<string>, stdinFile?: string) =>
-  new Promise<{ secs: number; rssMb: number; code: number; stderr: string }>((resolve, reject) => {
+const timed = (argv: ReadonlyArray<string>, stdinFile?: string, profile?: string) =>
+  new Promise<{ secs: number; rssMb: number; cpuSecs: number; code: number; stderr: string }>((resolve, reject) => {
     const started = process.hrtime.bigint()
-    const p = spawn("/usr/bin/time", ["-f", "RSS_KB=%M", ...argv], {
+    const prof = profile === undefined || PROFILE_DIR === undefined ? [] : [process.execPath, "--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${profile}.cpuprofile`]
+    const p = spawn("/usr/bin/time", ["-f", "RSS_KB=%M CPU=%U+%S", ...prof, ...argv], {
       stdio: [stdinFile === undefined ? "ignore" : "pipe", "ignore", "pipe"],
       env: { ...process.env, BACKUPD_LOG_STDERR: "1" }
     })
@@ -87,7 +92,8 @@ const timed = (argv: ReadonlyArray<string>, stdinFile?: string) =>
     p.on("close", (code) => {
       const secs = Number(process.hrtime.bigint() - started) / 1e9
       const kb = Number(/RSS_KB=(\d+)/.exec(stderr)?.[1] ?? "0")
-      resolve({ secs, rssMb: kb / 1024, code: code ?? -1, stderr })
+      const cpu = /CPU=([\d.]+)\+([\d.]+)/.exec(stderr)
+      resolve({ secs, rssMb: kb / 1024, cpuSecs: cpu === null ? 0 : Number(cpu[1]) + Number(cpu[2]), code: code ?? -1, stderr })
     })
   })
 
@@ -134,14 +140,22 @@ const main = async () => {
 
   // the store's own put/get of the same bytes
   const raw = fs.readFileSync(dataFile!)
+  const cpuOf = (since: NodeJS.CpuUsage) => {
+    const u = process.cpuUsage(since)
+    return (u.user + u.system) / 1e6
+  }
+  let c0 = process.cpuUsage()
   let t0 = performance.now()
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "raw/object", Body: raw, ContentLength: raw.length }))
   const putSecs = (performance.now() - t0) / 1000
+  const putCpu = cpuOf(c0)
+  c0 = process.cpuUsage()
   t0 = performance.now()
   const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "raw/object" }))
   let n = 0
   for await (const c of got.Body as AsyncIterable<Uint8Array>) n += c.length
   const getSecs = (performance.now() - t0) / 1000
+  const getCpu = cpuOf(c0)
   if (n !== raw.length) throw new Error(`GET returned ${n} bytes`)
 
   // push of the same backup under a new prefix (copy the host), then pull onto an empty host
@@ -151,10 +165,10 @@ const main = async () => {
   execFileSync(path.join(REPO, "bin", "ctl_backups"), ["-C", p2.conf, "reconstruct"], { stdio: "ignore" })
   // the copy's index still has host b1's upload records: drop them so everything is pending
   execFileSync("sqlite3", [`${copied}.index`, "DELETE FROM backupd_object; DELETE FROM backupd_object_head;"])
-  const push = await timed([ctl, "-C", p2.conf, "push", "-A"])
+  const push = await timed([ctl, "-C", p2.conf, "push", "-A"], undefined, "push")
   const idConf = keys === undefined ? [] : [...encConf, `backup_objectstore_identity: ${path.join(work, "identity")}`]
   const pullHost = server("pull", "b2", idConf)
-  const pull = await timed([ctl, "-C", pullHost.conf, "pull", "-A"])
+  const pull = await timed([ctl, "-C", pullHost.conf, "pull", "-A"], undefined, "pull")
   // the fixed cost of each program (start, config, SDK, bucket probe, listing): the same runs with nothing to move
   const pushIdle = await timed([ctl, "-C", p2.conf, "push", "-A"])
   const pullIdle = await timed([ctl, "-C", pullHost.conf, "pull", "-A"])
@@ -167,11 +181,12 @@ const main = async () => {
   const logged = /object store: bench: .*; ([\d.]+)s/.exec(runOn.stderr)
   console.log(`  upload, from the session's close to the manifest recorded (backupd's log line): ${logged?.[1] ?? "?"} s; whole run on − off: ${(runOn.secs - runOff.secs).toFixed(2)} s`)
   if (logged === null) console.log(runOn.stderr.split("\n").filter((l) => l.includes("object store")).join("\n"))
-  console.log(`store PutObject: ${putSecs.toFixed(2)} s = ${mbps(putSecs)} MB/s; GetObject: ${getSecs.toFixed(2)} s = ${mbps(getSecs)} MB/s`)
+  console.log(`store PutObject: ${putSecs.toFixed(2)} s = ${mbps(putSecs)} MB/s (${putCpu.toFixed(2)} s CPU); GetObject: ${getSecs.toFixed(2)} s = ${mbps(getSecs)} MB/s (${getCpu.toFixed(2)} s CPU)`)
   console.log(`ctl_backups push (whole program): ${push.secs.toFixed(2)} s = ${mbps(push.secs)} MB/s (${((putSecs / push.secs) * 100).toFixed(0)}% of PutObject), peak RSS ${push.rssMb.toFixed(0)} MB (exit ${push.code})`)
   console.log(`ctl_backups pull (whole program, with reindex): ${pull.secs.toFixed(2)} s = ${mbps(pull.secs)} MB/s (${((getSecs / pull.secs) * 100).toFixed(0)}% of GetObject), peak RSS ${pull.rssMb.toFixed(0)} MB (exit ${pull.code})`)
   const net = (a: number, idle: number) => Math.max(0.001, a - idle)
   console.log(`  fixed cost with nothing to move: push ${pushIdle.secs.toFixed(2)} s, pull ${pullIdle.secs.toFixed(2)} s`)
+  console.log(`  CPU (user + sys): push ${push.cpuSecs.toFixed(2)} s (idle run ${pushIdle.cpuSecs.toFixed(2)} s), pull ${pull.cpuSecs.toFixed(2)} s (idle run ${pullIdle.cpuSecs.toFixed(2)} s)`)
   console.log(`  moving the bytes (whole − fixed): push ${mbps(net(push.secs, pushIdle.secs))} MB/s (${((putSecs / net(push.secs, pushIdle.secs)) * 100).toFixed(0)}% of PutObject), pull ${mbps(net(pull.secs, pullIdle.secs))} MB/s (${((getSecs / net(pull.secs, pullIdle.secs)) * 100).toFixed(0)}% of GetObject)`)
   if (push.code !== 0) console.log(push.stderr)
   if (pull.code !== 0) console.log(pull.stderr)
