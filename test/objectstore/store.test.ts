@@ -10,7 +10,7 @@ import path from "node:path"
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Stream } from "effect"
-import { afterAll, beforeAll } from "vitest"
+import { afterAll, beforeAll, vi } from "vitest"
 import { makeObjectStore } from "../../src/objectstore/ObjectStore.js"
 import { loadSdk, makeClient } from "../../src/objectstore/s3.js"
 import { putObjectFromSource } from "../../src/objectstore/upload.js"
@@ -228,6 +228,44 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       expect(fullCheck.problems.join()).toContain("SHA-256")
       const gone = yield* store.verifyObject({ ...entry, object: entry.object.replace(/[0-9a-f]{8}\.gz$/, "00000000.gz") }, "quick")
       expect(gone).toMatchObject({ ok: false, problems: ["missing from the store"] })
+    }))
+
+  it.live("a member that changes after it was named is refused by the store (its parts are signed with the named bytes' SHA-256): no object, no upload left", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("os-chg")
+      const file = path.join(dir, "member.gz")
+      const meta = yield* Effect.promise(() => bigMember(file, 12 << 20))
+      const named = createHash("sha256").update(fs.readFileSync(file)).digest("hex")
+      const store = makeObjectStore(storeSettings(env, bucket, { prefix: "chg/" }), { retry: QUICK_RETRY })
+      yield* store.status
+      // once the naming pass has read the whole member, 8 bytes inside part 2 change on disk
+      const real = fs.read
+      let read = 0
+      let changed = false
+      const spy = vi.spyOn(fs, "read").mockImplementation(((fd: number, buf: Buffer, off: number, len: number, pos: number, cb: (e: Error | null, n: number, b: Buffer) => void) =>
+        real(fd, buf, off, len, pos, (e, n, b) => {
+          read += n
+          if (!changed && read >= meta.size) {
+            changed = true
+            const w = fs.openSync(file, "r+")
+            fs.writeSync(w, Buffer.from("changed!"), 0, 8, 10 << 20)
+            fs.closeSync(w)
+          }
+          cb(e, n, b)
+        })) as unknown as typeof fs.read)
+      const r = yield* Effect.either(store.uploadChunk("u", { path: file }, meta)).pipe(Effect.ensuring(Effect.sync(() => spy.mockRestore())))
+      expect(changed).toBe(true)
+      expect(Either.isLeft(r) && r.left).toMatchObject({ _tag: "ObjectStoreSourceError", message: expect.stringContaining("changed while it was uploaded") })
+      const s3 = rawClient(env)
+      const h = yield* Effect.promise(() =>
+        s3.send(new HeadObjectCommand({ Bucket: bucket, Key: `chg/users/u/chunks/${named}.gz` })).then(
+          () => "exists",
+          (e: { $metadata?: { httpStatusCode?: number } }) => String(e.$metadata?.httpStatusCode)
+        )
+      )
+      s3.destroy()
+      expect(h).toBe("404")
+      expect(yield* store.abortIncompleteUploads(0)).toBe(0)
     }))
 
   it.live("a chunk that is not sealed is refused before anything is sent", () =>
