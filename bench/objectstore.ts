@@ -8,10 +8,14 @@
  *    time from EXIT to the process end (the upload lag), next to the same session with the
  *    feature off.
  * 2. `ctl_backups push` of that backup (fresh prefix) and `ctl_backups pull` onto an empty
- *    host (download, checks, reindex), as whole programs, in MB/s of the member, next to the
- *    store's own PutObject and GetObject of the same bytes in this process, in the same run.
+ *    host (download, checks, reindex), as whole programs, in MB/s of the member, each next to
+ *    the store's own PutObject / GetObject of the same bytes in this process, in the same
+ *    round (--rounds, default 3: the machine's load varies within seconds, so the ratio of one
+ *    round is compared, and the median of the rounds).
  *
- *   npm run build && vite-node bench/objectstore.ts [--mb 100] [--encrypted]
+ *   npm run build && vite-node bench/objectstore.ts [--mb 100] [--encrypted] [--rounds 3] [--profile DIR]
+ *
+ * --profile DIR: the push and pull runs write V8 CPU profiles (node --cpu-prof) into DIR.
  */
 import { spawn, execFileSync } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
@@ -28,6 +32,9 @@ const arg = (name: string, fallback: number): number => {
 }
 const MB = arg("mb", 100)
 const ENCRYPTED = process.argv.includes("--encrypted")
+const ROUNDS = arg("rounds", 3)
+const profileAt = process.argv.indexOf("--profile")
+const PROFILE_DIR = profileAt >= 0 ? process.argv[profileAt + 1] : undefined
 const REPO = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..")
 const CEPH_DIR = process.env.CYB_CEPH_DIR ?? "/tmp/cybt-ceph"
 const SCRIPT = path.join(REPO, "scripts", "ceph.sh")
@@ -73,10 +80,11 @@ const server = (name: string, prefix: string, extra: ReadonlyArray<string> = [])
 }
 
 /** Runs a program under /usr/bin/time; returns its seconds and peak RSS (MB). */
-const timed = (argv: ReadonlyArray<string>, stdinFile?: string) =>
-  new Promise<{ secs: number; rssMb: number; code: number; stderr: string }>((resolve, reject) => {
+const timed = (argv: ReadonlyArray<string>, stdinFile?: string, profile?: string) =>
+  new Promise<{ secs: number; rssMb: number; cpuSecs: number; code: number; stderr: string }>((resolve, reject) => {
     const started = process.hrtime.bigint()
-    const p = spawn("/usr/bin/time", ["-f", "RSS_KB=%M", ...argv], {
+    const prof = profile === undefined || PROFILE_DIR === undefined ? [] : [process.execPath, "--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${profile}.cpuprofile`]
+    const p = spawn("/usr/bin/time", ["-f", "RSS_KB=%M CPU=%U+%S", ...prof, ...argv], {
       stdio: [stdinFile === undefined ? "ignore" : "pipe", "ignore", "pipe"],
       env: { ...process.env, BACKUPD_LOG_STDERR: "1" }
     })
@@ -87,9 +95,18 @@ const timed = (argv: ReadonlyArray<string>, stdinFile?: string) =>
     p.on("close", (code) => {
       const secs = Number(process.hrtime.bigint() - started) / 1e9
       const kb = Number(/RSS_KB=(\d+)/.exec(stderr)?.[1] ?? "0")
-      resolve({ secs, rssMb: kb / 1024, code: code ?? -1, stderr })
+      const cpu = /CPU=([\d.]+)\+([\d.]+)/.exec(stderr)
+      resolve({ secs, rssMb: kb / 1024, cpuSecs: cpu === null ? 0 : Number(cpu[1]) + Number(cpu[2]), code: code ?? -1, stderr })
     })
   })
+
+const deletePrefix = async (prefix?: string) => {
+  for (;;) {
+    const l = await s3.send(new ListObjectsV2Command({ Bucket: bucket, ...(prefix === undefined ? {} : { Prefix: prefix }) }))
+    for (const o of l.Contents ?? []) await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key! }))
+    if (!l.IsTruncated) break
+  }
+}
 
 const creds = path.join(work, "credentials")
 const main = async () => {
@@ -132,59 +149,79 @@ const main = async () => {
   const dataFile = /"fname":\s*"([^"]+)"/.exec(list)?.[1]
   const member = fs.statSync(dataFile!).size
 
-  // the store's own put/get of the same bytes
+  // per round, next to each other so that they meet the same load: the store's own PutObject of
+  // the data file's bytes (from memory), push of a copy of the backup under a fresh prefix, the
+  // store's own streamed GetObject, pull onto an empty host; then both programs again with
+  // nothing to move (their fixed cost: start, configuration, SDK, bucket probe, listing)
   const raw = fs.readFileSync(dataFile!)
-  let t0 = performance.now()
-  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "raw/object", Body: raw, ContentLength: raw.length }))
-  const putSecs = (performance.now() - t0) / 1000
-  t0 = performance.now()
-  const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: "raw/object" }))
-  let n = 0
-  for await (const c of got.Body as AsyncIterable<Uint8Array>) n += c.length
-  const getSecs = (performance.now() - t0) / 1000
-  if (n !== raw.length) throw new Error(`GET returned ${n} bytes`)
-
-  // push of the same backup under a new prefix (copy the host), then pull onto an empty host
-  const p2 = server("push", "b2", encConf)
-  fs.cpSync(on.dir + "/backups", p2.partition, { recursive: true })
-  const copied = path.join(p2.partition, path.relative(on.partition, dataFile!))
-  execFileSync(path.join(REPO, "bin", "ctl_backups"), ["-C", p2.conf, "reconstruct"], { stdio: "ignore" })
-  // the copy's index still has host b1's upload records: drop them so everything is pending
-  execFileSync("sqlite3", [`${copied}.index`, "DELETE FROM backupd_object; DELETE FROM backupd_object_head;"])
-  const push = await timed([ctl, "-C", p2.conf, "push", "-A"])
+  const cpuOf = (since: NodeJS.CpuUsage) => {
+    const u = process.cpuUsage(since)
+    return (u.user + u.system) / 1e6
+  }
   const idConf = keys === undefined ? [] : [...encConf, `backup_objectstore_identity: ${path.join(work, "identity")}`]
-  const pullHost = server("pull", "b2", idConf)
-  const pull = await timed([ctl, "-C", pullHost.conf, "pull", "-A"])
-  // the fixed cost of each program (start, config, SDK, bucket probe, listing): the same runs with nothing to move
-  const pushIdle = await timed([ctl, "-C", p2.conf, "push", "-A"])
-  const pullIdle = await timed([ctl, "-C", pullHost.conf, "pull", "-A"])
-
   const mbps = (secs: number) => (member / MiB / secs).toFixed(1)
-  const load = os.loadavg().map((x) => x.toFixed(2)).join(" ")
-  console.log(`object storage bench: one ${MB} MB message, member ${(member / MiB).toFixed(1)} MiB, ${ENCRYPTED ? "age-encrypted" : "clear"}; load ${load}; ${os.cpus().length} cores`)
+  const pct = (store: number, ours: number) => Math.round((store / ours) * 100)
+  const net = (a: number, idle: number) => Math.max(0.001, a - idle)
+  const load = () => os.loadavg().map((x) => x.toFixed(2)).join(" ")
+  console.log(`object storage bench: one ${MB} MB message, member ${(member / MiB).toFixed(1)} MiB, ${ENCRYPTED ? "age-encrypted" : "clear"}; load ${load()}; ${os.cpus().length} cores`)
   console.log(`backupd -X session, feature off: ${runOff.secs.toFixed(2)} s, peak RSS ${runOff.rssMb.toFixed(0)} MB (exit ${runOff.code})`)
   console.log(`backupd -X session, feature on:  ${runOn.secs.toFixed(2)} s, peak RSS ${runOn.rssMb.toFixed(0)} MB (exit ${runOn.code}); pending after exit: ${pendingAfter}`)
   const logged = /object store: bench: .*; ([\d.]+)s/.exec(runOn.stderr)
   console.log(`  upload, from the session's close to the manifest recorded (backupd's log line): ${logged?.[1] ?? "?"} s; whole run on − off: ${(runOn.secs - runOff.secs).toFixed(2)} s`)
   if (logged === null) console.log(runOn.stderr.split("\n").filter((l) => l.includes("object store")).join("\n"))
-  console.log(`store PutObject: ${putSecs.toFixed(2)} s = ${mbps(putSecs)} MB/s; GetObject: ${getSecs.toFixed(2)} s = ${mbps(getSecs)} MB/s`)
-  console.log(`ctl_backups push (whole program): ${push.secs.toFixed(2)} s = ${mbps(push.secs)} MB/s (${((putSecs / push.secs) * 100).toFixed(0)}% of PutObject), peak RSS ${push.rssMb.toFixed(0)} MB (exit ${push.code})`)
-  console.log(`ctl_backups pull (whole program, with reindex): ${pull.secs.toFixed(2)} s = ${mbps(pull.secs)} MB/s (${((getSecs / pull.secs) * 100).toFixed(0)}% of GetObject), peak RSS ${pull.rssMb.toFixed(0)} MB (exit ${pull.code})`)
-  const net = (a: number, idle: number) => Math.max(0.001, a - idle)
-  console.log(`  fixed cost with nothing to move: push ${pushIdle.secs.toFixed(2)} s, pull ${pullIdle.secs.toFixed(2)} s`)
-  console.log(`  moving the bytes (whole − fixed): push ${mbps(net(push.secs, pushIdle.secs))} MB/s (${((putSecs / net(push.secs, pushIdle.secs)) * 100).toFixed(0)}% of PutObject), pull ${mbps(net(pull.secs, pullIdle.secs))} MB/s (${((getSecs / net(pull.secs, pullIdle.secs)) * 100).toFixed(0)}% of GetObject)`)
-  if (push.code !== 0) console.log(push.stderr)
-  if (pull.code !== 0) console.log(pull.stderr)
+
+  const pushNet: Array<number> = []
+  const pullNet: Array<number> = []
+  for (let round = 1; round <= ROUNDS; round++) {
+    let c0 = process.cpuUsage()
+    let t0 = performance.now()
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: `raw/object-${round}`, Body: raw, ContentLength: raw.length }))
+    const putSecs = (performance.now() - t0) / 1000
+    const putCpu = cpuOf(c0)
+
+    const p2 = server(`push-${round}`, `b2-${round}`, encConf)
+    fs.cpSync(on.dir + "/backups", p2.partition, { recursive: true })
+    const copied = path.join(p2.partition, path.relative(on.partition, dataFile!))
+    execFileSync(ctl, ["-C", p2.conf, "reconstruct"], { stdio: "ignore" })
+    // the copy's index still has host b1's upload records: drop them so everything is pending
+    execFileSync("sqlite3", [`${copied}.index`, "DELETE FROM backupd_object; DELETE FROM backupd_object_head;"])
+    const push = await timed([ctl, "-C", p2.conf, "push", "-A"], undefined, `push-${round}`)
+
+    c0 = process.cpuUsage()
+    t0 = performance.now()
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: `raw/object-${round}` }))
+    let n = 0
+    for await (const c of got.Body as AsyncIterable<Uint8Array>) n += c.length
+    const getSecs = (performance.now() - t0) / 1000
+    const getCpu = cpuOf(c0)
+    if (n !== raw.length) throw new Error(`GET returned ${n} bytes`)
+
+    const pullHost = server(`pull-${round}`, `b2-${round}`, idConf)
+    const pull = await timed([ctl, "-C", pullHost.conf, "pull", "-A"], undefined, `pull-${round}`)
+    const pushIdle = await timed([ctl, "-C", p2.conf, "push", "-A"])
+    const pullIdle = await timed([ctl, "-C", pullHost.conf, "pull", "-A"])
+    if (push.code !== 0) console.log(push.stderr)
+    if (pull.code !== 0) console.log(pull.stderr)
+
+    // the round's objects go (memstore keeps them in RAM)
+    for (const prefix of [`raw/object-${round}`, `b2-${round}/`]) await deletePrefix(prefix)
+    const pushN = net(push.secs, pushIdle.secs)
+    const pullN = net(pull.secs, pullIdle.secs)
+    pushNet.push(pct(putSecs, pushN))
+    pullNet.push(pct(getSecs, pullN))
+    console.log(`round ${round} (load ${load()}):`)
+    console.log(`  store PutObject ${putSecs.toFixed(2)} s = ${mbps(putSecs)} MB/s (${putCpu.toFixed(2)} s CPU); GetObject ${getSecs.toFixed(2)} s = ${mbps(getSecs)} MB/s (${getCpu.toFixed(2)} s CPU)`)
+    console.log(`  push: whole ${push.secs.toFixed(2)} s = ${mbps(push.secs)} MB/s (${pct(putSecs, push.secs)}% of PutObject), fixed ${pushIdle.secs.toFixed(2)} s, moving the bytes ${mbps(pushN)} MB/s (${pct(putSecs, pushN)}%); CPU ${push.cpuSecs.toFixed(2)} s (fixed ${pushIdle.cpuSecs.toFixed(2)} s); peak RSS ${push.rssMb.toFixed(0)} MB (exit ${push.code})`)
+    console.log(`  pull (with reindex): whole ${pull.secs.toFixed(2)} s = ${mbps(pull.secs)} MB/s (${pct(getSecs, pull.secs)}% of GetObject), fixed ${pullIdle.secs.toFixed(2)} s, moving the bytes ${mbps(pullN)} MB/s (${pct(getSecs, pullN)}%); CPU ${pull.cpuSecs.toFixed(2)} s (fixed ${pullIdle.cpuSecs.toFixed(2)} s); peak RSS ${pull.rssMb.toFixed(0)} MB (exit ${pull.code})`)
+  }
+  const median = (xs: ReadonlyArray<number>) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]
+  console.log(`moving the bytes, % of the store's own speed in the same round: push ${pushNet.join(", ")} (median ${median(pushNet)}); pull ${pullNet.join(", ")} (median ${median(pullNet)})`)
 }
 
 main()
   .finally(async () => {
     try {
-      for (;;) {
-        const l = await s3.send(new ListObjectsV2Command({ Bucket: bucket }))
-        for (const o of l.Contents ?? []) await s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: o.Key! }))
-        if (!l.IsTruncated) break
-      }
+      await deletePrefix()
       await s3.send(new DeleteBucketCommand({ Bucket: bucket }))
     } catch (e) {
       console.warn(`cleanup: ${(e as Error).message}`)

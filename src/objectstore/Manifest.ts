@@ -102,6 +102,8 @@ export interface ResolvedManifest {
   readonly host: string
   readonly created: string
   readonly head: ManifestHead
+  /** The newest manifest's object name, relative to the prefix (its lock is extended by push). */
+  readonly object: string
   /** Every chunk of the data file, in file order, end to end from offset 0. */
   readonly chunks: ReadonlyArray<ChunkEntry>
   readonly dropped: ReadonlyArray<DroppedObject>
@@ -126,7 +128,7 @@ export const checkContiguous = (chunks: ReadonlyArray<ChunkEntry>, start: number
  * Resolves a chain given newest first (`chain[0]` the wanted manifest, the last one full).
  * Left: why the chain does not fit.
  */
-export const resolveChain = (chain: ReadonlyArray<Manifest>): Either.Either<ResolvedManifest, string> => {
+export const resolveChain = (chain: ReadonlyArray<Manifest>): Either.Either<Omit<ResolvedManifest, "object">, string> => {
   const top = chain[0]
   const bottom = chain[chain.length - 1]
   if (top === undefined || bottom === undefined) return Either.left("empty manifest chain")

@@ -245,6 +245,29 @@ const bytesOf = (body: unknown): Promise<Uint8Array> => {
   return b.transformToByteArray()
 }
 
+/** SHA-256 of each `partSize` slice of what it is fed (the multipart parts of a clear member). */
+const partHasher = (partSize: number) => {
+  const done: Array<string> = []
+  let h = createHash("sha256")
+  let inPart = 0
+  return {
+    update: (b: Uint8Array) => {
+      for (let at = 0; at < b.byteLength;) {
+        const take = Math.min(b.byteLength - at, partSize - inPart)
+        h.update(b.subarray(at, at + take))
+        at += take
+        inPart += take
+        if (inPart === partSize) {
+          done.push(h.digest("hex"))
+          h = createHash("sha256")
+          inPart = 0
+        }
+      }
+    },
+    digests: (): ReadonlyArray<string> => (inPart > 0 ? [...done, h.digest("hex")] : done)
+  }
+}
+
 class Mismatch extends Error {}
 
 /** Counts and hashes what passes; at the end, fails the stream if size or SHA-256 differ. */
@@ -509,12 +532,21 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
         const fd = yield* openSource(source)
         yield* checkSealedMember(source, fd, meta)
         const hasher = r.naming.contentHasher()
-        yield* scanMember(source, fd, meta, hasher.update)
+        // clear layout, multipart: the SHA-256 of every part too, in the same pass; the upload sends
+        // them as the signed payload hashes, so the store checks each part against these bytes
+        const parts = recipients === undefined && meta.size > partSize ? partHasher(partSize) : undefined
+        yield* scanMember(source, fd, meta, parts === undefined ? hasher.update : (b) => (hasher.update(b), parts.update(b)))
         const { sha256, contentId } = hasher.digest()
+        const partSha256 = parts?.digests()
         const dir = r.naming.userDir(user)
         const object = r.naming.chunkName(dir, contentId)
         const key = full(object)
         const expected = recipients === undefined ? meta.size : yield* fromPromise("age", () => ciphertextSize(recipients, meta.size))
+
+        const changed = () => {
+          const at = source.path ?? `fd ${fd}`
+          return new ObjectStoreSourceError({ path: at, message: `${at}: chunk ${meta.id} changed while it was uploaded` })
+        }
 
         const entryFrom = (h: Head): ChunkEntry => ({
           id: meta.id,
@@ -538,27 +570,27 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
               ? Effect.fail(integrity(key, `the object has ${h.size} bytes, expected ${expected}`))
               : Effect.succeed({ entry: entryFrom(h), reused, retainUntil: h.retainUntil })
 
-        // one attempt: HEAD (a retry may find that an earlier attempt did land), then a fresh stream
-        // from the file, re-hashed on the way (a file that changed fails the stream before the commit)
+        // the age ciphertext of the member, re-hashed on the way (a changed file fails the stream before the commit)
+        const encryptedFiller = (to: ReadonlyArray<string>) => {
+          const again = createHash("sha256")
+          const check = () => {
+            if (again.digest("hex") !== sha256) throw changed()
+          }
+          return Effect.map(
+            fromPromise("age", () => encryptStream(to, memberStream(fd, meta, (b) => void again.update(b), check), meta.size)),
+            (e) => streamFiller(e.stream)
+          )
+        }
+
+        // one attempt: HEAD (a retry may find that an earlier attempt did land), then a fresh read of
+        // the file. Clear layout: the bytes go as they are read, each body signed with the SHA-256
+        // computed above, so the store refuses any part that differs from the bytes that were named
+        // (a changed file fails before the commit). Encrypted: re-hashed while encrypting.
         let reused = true
         const attempt = Effect.gen(function*() {
           if ((yield* headOnce(r, key)) !== undefined) return
           reused = false
-          const again = createHash("sha256")
-          const check = () => {
-            if (again.digest("hex") !== sha256) {
-              const where = source.path ?? `fd ${fd}`
-              throw new ObjectStoreSourceError({ path: where, message: `${where}: chunk ${meta.id} changed while it was uploaded` })
-            }
-          }
-          const fill =
-            recipients === undefined
-              ? memberFiller(fd, meta, (b) => void again.update(b), check)
-              : streamFiller(
-                  (yield* fromPromise("age", () =>
-                    encryptStream(recipients, memberStream(fd, meta, (b) => void again.update(b), check), meta.size)
-                  )).stream
-                )
+          const fill = recipients === undefined ? memberFiller(fd, meta, () => undefined, () => undefined) : yield* encryptedFiller(recipients)
           yield* putObjectFromSource({
             sdk: r.sdk.s3,
             client: r.client,
@@ -573,8 +605,16 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
             size: expected,
             fill,
             partSize,
-            queueSize
-          })
+            queueSize,
+            // clear layout: the body is the member, hashed above (a single PUT's body is the whole member)
+            ...(recipients === undefined ? { bodySha256: (n: number) => partSha256?.[n - 1] ?? sha256 } : {})
+          }).pipe(
+            // the bytes read now are not those hashed before: the file changed under us
+            Effect.catchIf(
+              (e) => e._tag === "ObjectStoreRequestFailed" && e.code === "XAmzContentSHA256Mismatch" && recipients === undefined,
+              () => Effect.fail(changed())
+            )
+          )
         })
         yield* Effect.catchIf(
           retry(attempt),
@@ -690,6 +730,7 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
       const startAfter =
         opts.atOrBefore === undefined ? undefined : dirPrefix + (9_999_999_999_999_999n - BigInt(opts.atOrBefore) - 1n).toString().padStart(16, "0") + "~"
       const chain: Array<Manifest> = []
+      let newest: string | undefined // the object of chain[0]
       let token: string | undefined
       let want: number | undefined // the seq the chain needs next
       for (;;) {
@@ -708,10 +749,12 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
           const m = yield* readManifest(r, o.Key!)
           if (m.seq !== parsed.seq) return yield* Effect.fail(integrity(o.Key!, `holds seq ${m.seq}, its name says ${parsed.seq}`))
           chain.push(m)
+          newest ??= o.Key!.slice(prefix.length)
           if (m.kind === "full") {
+            const object = newest
             return yield* Either.match(resolveChain(chain), {
               onLeft: (why) => Effect.fail(integrity(dirPrefix, why)),
-              onRight: (x) => Effect.succeed(x)
+              onRight: (x): Effect.Effect<ResolvedManifest> => Effect.succeed({ ...x, object })
             })
           }
           want = m.base
@@ -755,6 +798,53 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
       })
     )
 
+  /**
+   * A chunk's member bytes handed to `onBlock` as they arrive, checked like downloadChunk's
+   * (size and SHA-256 at the end). Clear layout: straight from the response's Node stream, with
+   * no web stream or Effect stream per block between (restoreDataFile's path: the cost per byte
+   * that matters in a pull); encrypted: through downloadChunk (age decrypts a web stream).
+   */
+  const downloadInto = (entry: ChunkEntry, onBlock: (b: Uint8Array) => void): Effect.Effect<void, ObjectStoreError> =>
+    encrypted
+      ? Stream.runForEach(downloadChunk(entry), (b) =>
+          Effect.try({ try: () => onBlock(b), catch: (e) => (e instanceof ObjectStoreSourceError ? e : integrity(full(entry.object), String(e))) })
+        )
+      : Effect.gen(function*() {
+          const r = yield* ready
+          const key = full(entry.object)
+          const o = yield* sendWith<S3.GetObjectOutput>(
+            r,
+            "GetObject",
+            new r.sdk.s3.GetObjectCommand({ Bucket: bucket, Key: key, ...(entry.versionId === undefined ? {} : { VersionId: entry.versionId }) }),
+            key
+          )
+          const body = o.Body as AsyncIterable<Uint8Array> | undefined
+          if (body === undefined || typeof body[Symbol.asyncIterator] !== "function") return yield* Effect.fail(integrity(key, "GetObject returned no body stream"))
+          const h = createHash("sha256")
+          let n = 0
+          yield* Effect.tryPromise({
+            try: async (signal) => {
+              // an interrupted fiber ends the download (the loop below then fails)
+              signal.addEventListener("abort", () => (body as { destroy?: () => void }).destroy?.(), { once: true })
+              for await (const b of body) {
+                n += b.byteLength
+                if (n > entry.size) throw new Mismatch(`more than the expected ${entry.size} bytes`)
+                h.update(b)
+                onBlock(b)
+              }
+              if (n !== entry.size) throw new Mismatch(`${n} bytes, expected ${entry.size}`)
+              const got = h.digest("hex")
+              if (got !== entry.sha256) throw new Mismatch(`SHA-256 ${got}, expected ${entry.sha256}`)
+            },
+            catch: (e) =>
+              e instanceof ObjectStoreSourceError
+                ? e
+                : e instanceof Mismatch
+                  ? integrity(key, e.message)
+                  : integrity(key, `the download broke off: ${(e as Error).message ?? String(e)}`)
+          })
+        })
+
   const restoreDataFile = (manifest: ResolvedManifest, target: string) =>
     Effect.gen(function*() {
       const tmp = `${target}.pull`
@@ -775,17 +865,16 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
         // SHA-1 of the file so far (a copy: the running hash goes on)
         const sofar = fileSha1.copy().digest("hex")
         if (sofar !== c.fileSha1) return yield* Effect.fail(integrity(c.object, `file_sha1 before chunk ${c.id} is ${sofar}, the index said ${c.fileSha1}`))
-        yield* Stream.runForEach(downloadChunk(c), (block) =>
-          Effect.try({
-            try: () => {
-              let off = 0
-              while (off < block.byteLength) off += fs.writeSync(fd, block, off, block.byteLength - off, at + off)
-              fileSha1.update(block)
-              at += block.byteLength
-            },
-            catch: ioFail("write")
-          })
-        )
+        yield* downloadInto(c, (block) => {
+          let off = 0
+          try {
+            while (off < block.byteLength) off += fs.writeSync(fd, block, off, block.byteLength - off, at + off)
+          } catch (e) {
+            throw ioFail("write")(e)
+          }
+          fileSha1.update(block)
+          at += block.byteLength
+        })
       }
       yield* Effect.try({ try: () => fs.fsyncSync(fd), catch: ioFail("fsync") })
       yield* Effect.try({

@@ -64,6 +64,28 @@ export interface PutObjectOptions {
   readonly fill: Filler
   readonly partSize: number
   readonly queueSize: number
+  /**
+   * The SHA-256 (hex) of each request body, computed earlier (part number → hash; 1 for a
+   * single PutObject): sent as `x-amz-content-sha256`, which SigV4 signs and the store checks
+   * against the body it receives (400 XAmzContentSHA256Mismatch otherwise), so the SDK does not
+   * hash the body again. Absent: the SDK hashes each body as it signs it.
+   */
+  readonly bodySha256?: (partNumber: number) => string
+}
+
+/** A command carrying a precomputed payload hash for SigV4 (see `bodySha256`). */
+const withPayloadHash = <C extends S3.PutObjectCommand | S3.UploadPartCommand>(command: C, sha256: string | undefined): C => {
+  if (sha256 !== undefined) {
+    ;(command.middlewareStack as S3.PutObjectCommand["middlewareStack"]).add(
+      (next) => (args) => {
+        const req = args.request as { headers?: Record<string, string> }
+        if (req.headers !== undefined) req.headers["x-amz-content-sha256"] = sha256
+        return next(args)
+      },
+      { step: "build", name: "cyrusBackupdPayloadSha256" }
+    )
+  }
+  return command
 }
 
 const short = (key: string, got: number, size: number) =>
@@ -92,7 +114,7 @@ export const putObjectFromSource = (o: PutObjectOptions): Effect.Effect<void, Ob
       yield* fillAll(body)
       yield* atEnd
       yield* request(ctx("PutObject"), (abortSignal) =>
-        client.send(new sdk.PutObjectCommand({ ...params, Body: body, ContentLength: size, IfNoneMatch: "*" }), { abortSignal })
+        client.send(withPayloadHash(new sdk.PutObjectCommand({ ...params, Body: body, ContentLength: size, IfNoneMatch: "*" }), o.bodySha256?.(1)), { abortSignal })
       )
     })
   }
@@ -134,14 +156,17 @@ export const putObjectFromSource = (o: PutObjectOptions): Effect.Effect<void, Ob
           (p) =>
             request(ctx("UploadPart"), (abortSignal) =>
               client.send(
-                new sdk.UploadPartCommand({
-                  Bucket: params.Bucket,
-                  Key: params.Key,
-                  UploadId: uploadId,
-                  PartNumber: p.number,
-                  Body: p.buf.subarray(0, p.length),
-                  ContentLength: p.length
-                }),
+                withPayloadHash(
+                  new sdk.UploadPartCommand({
+                    Bucket: params.Bucket,
+                    Key: params.Key,
+                    UploadId: uploadId,
+                    PartNumber: p.number,
+                    Body: p.buf.subarray(0, p.length),
+                    ContentLength: p.length
+                  }),
+                  o.bodySha256?.(p.number)
+                ),
                 { abortSignal }
               )
             ).pipe(

@@ -16,7 +16,7 @@ import { execFileSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import fs from "node:fs"
 import path from "node:path"
-import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3"
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import {
@@ -36,7 +36,7 @@ import {
   warnIfNoCyrus
 } from "../harness/index.js"
 import { ageKeys, haveAgeCli } from "../objectstore/support.js"
-import { cephContext, createBucket, removeBucket, startCeph, warnIfNoCeph, type S3Env } from "../support/ceph.js"
+import { cephContext, createBucket, rawClient, removeBucket, startCeph, warnIfNoCeph, type S3Env } from "../support/ceph.js"
 import { chownForCyrus, tempDir } from "../support/cyrus.js"
 
 const OUR_BACKUPD = path.resolve("bin/backupd")
@@ -196,15 +196,15 @@ describe.skipIf(!runnable)("object storage end to end", () => {
   )
 
   it.live(
-    "wrong credentials: syncs go on, backupd logs the delay naming the endpoint, pending shows the lag; push uploads it once fixed",
+    "missing bucket, then wrong credentials: syncs go on, backupd logs the delay naming the endpoint (and the bucket), pending shows the lag; push uploads it once fixed",
     () =>
       Effect.scoped(
         Effect.gen(function*() {
           const env = startCeph()
-          const bucket = yield* Effect.promise(() => createBucket(env, "os-e2e-cred"))
-          yield* Effect.addFinalizer(() => Effect.promise(() => removeBucket(env, bucket)))
+          // the bucket is created only after the first sync: until then it is missing
+          const bucket = `os-e2e-cred-${Date.now().toString(36)}`
+          yield* Effect.addFinalizer(() => Effect.promise(() => removeBucket(env, bucket).catch(() => undefined)))
           const files = yield* Effect.promise(() => storeFiles(env))
-          fs.writeFileSync(files.credentials, `${env.accessKeyId}\n${"0".repeat(40)}\n`)
           const backup = yield* startBackupServer({
             backupdCmd: OUR_BACKUPD,
             extraConf: [
@@ -218,21 +218,49 @@ describe.skipIf(!runnable)("object storage end to end", () => {
           const ctl = (args: ReadonlyArray<string>) => runCtlBackups(backup, args, { program: OUR_CTL })
           const source = yield* startSource({ backupPort: backup.port, users: USERS })
           yield* populate(source, { messages: 6, seed: 7, sieve: false })
+          const delayedLines = (what: string) =>
+            Effect.gen(function*() {
+              let found: ReadonlyArray<string> = []
+              for (let i = 0; i < 100 && found.length < USERS.length; i++) {
+                found = (yield* backup.syslog).filter((l) => l.includes("upload of") && l.includes("delayed") && l.includes(what))
+                if (found.length < USERS.length) yield* Effect.sleep("100 millis")
+              }
+              return found
+            })
+          const pendingChunks = Effect.map(ctl(["list", "-j", "-A"]), (listed) => [...listed.stdout.matchAll(/"pending_chunks":\s*(\d+)/g)].map((m) => Number(m[1])))
+
+          // 1. the bucket does not exist: the sync succeeds, the uploads wait, the log says which bucket where
+          const first = yield* runSyncClient(source, ["-A"])
+          expect(first.exitCode, first.stderr).toBe(0)
+          yield* backup.awaitBackupsClosed()
+          const noBucket = yield* delayedLines("does not exist")
+          expect(noBucket.length, "backupd logged the delayed uploads (missing bucket)").toBeGreaterThanOrEqual(USERS.length)
+          expect(noBucket[0]).toContain(env.endpoint)
+          expect(noBucket[0]).toContain(`bucket ${bucket}`)
+          const pendingFirst = yield* pendingChunks
+          expect(pendingFirst.length).toBe(USERS.length)
+          for (const n of pendingFirst) expect(n).toBeGreaterThan(0)
+          const noBucketPush = yield* ctl(["push", "-A"])
+          expect(noBucketPush.exitCode).toBe(78)
+          expect(noBucketPush.stderr).toContain(bucket)
+
+          // 2. the bucket appears but the secret is wrong: the next sync succeeds, the uploads still wait
+          yield* Effect.acquireUseRelease(
+            Effect.sync(() => rawClient(env)),
+            (s3) => Effect.promise(() => s3.send(new CreateBucketCommand({ Bucket: bucket }))),
+            (s3) => Effect.sync(() => s3.destroy())
+          )
+          fs.writeFileSync(files.credentials, `${env.accessKeyId}\n${"0".repeat(40)}\n`)
+          yield* mutate(source, { messages: 2, seed: 8 })
           const sync = yield* runSyncClient(source, ["-A"])
           expect(sync.exitCode, sync.stderr).toBe(0)
           yield* backup.awaitBackupsClosed()
-          let delayed: ReadonlyArray<string> = []
-          for (let i = 0; i < 100 && delayed.length < USERS.length; i++) {
-            delayed = (yield* backup.syslog).filter((l) => l.includes("upload of") && l.includes("delayed"))
-            yield* Effect.sleep("100 millis")
-          }
-          expect(delayed.length, "backupd logged the delayed uploads").toBeGreaterThanOrEqual(USERS.length)
+          const delayed = yield* delayedLines("backup_objectstore_credentials")
+          expect(delayed.length, "backupd logged the delayed uploads (wrong credentials)").toBeGreaterThanOrEqual(USERS.length)
           expect(delayed[0]).toContain(env.endpoint)
-          expect(delayed[0]).toContain("backup_objectstore_credentials")
-          const listed = yield* ctl(["list", "-j", "-A"])
-          const pending = [...listed.stdout.matchAll(/"pending_chunks":\s*(\d+)/g)].map((m) => Number(m[1]))
+          const pending = yield* pendingChunks
           expect(pending.length).toBe(USERS.length)
-          for (const n of pending) expect(n).toBeGreaterThan(0)
+          for (const [i, n] of pending.entries()) expect(n).toBeGreaterThan(pendingFirst[i]!)
           const refused = yield* ctl(["push", "-A"])
           expect(refused.exitCode).toBe(77)
           expect(refused.stderr).toContain(env.endpoint)

@@ -9,9 +9,11 @@ import { createHash } from "node:crypto"
 import fs from "node:fs"
 import path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Layer } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { pendingUploads } from "../../src/objectstore/index.js"
+import { Partitions } from "../../src/partitions/index.js"
+import { BackupsDb } from "../../src/store/index.js"
 import { tableRows } from "../store/support.js"
 import { cephContext, createBucket, credentialsFile, removeBucket, startCeph, warnIfNoCeph, type S3Env } from "../support/ceph.js"
 import { makeServer, runOurs } from "../tools/support.js"
@@ -96,6 +98,11 @@ describe.skipIf(ceph.skip !== undefined)("ctl_backups and the object store", () 
     expect(tableRows(`${rebuilt}.index`, q)).toEqual(tableRows(`${data}.index`, q))
     const listed = await runOurs("ctl_backups", ["-C", b.conf, "list", "-j", "alice"])
     expect(json(listed.stdout)[0]).toMatchObject({ userid: "alice", fname: rebuilt, pending_chunks: 0, pending_bytes: 0 })
+    // the head manifest pulled is recorded with its object name (push extends its lock from then on)
+    const headQ = "SELECT seq, kind, chunk_count, end_offset, object FROM backupd_object_head"
+    const headB = tableRows(`${rebuilt}.index`, headQ)
+    expect(headB).toEqual(tableRows(`${data}.index`, headQ))
+    expect(String((headB[0] as { object: unknown }).object)).toMatch(/^users\/[0-9a-f]{32}\/manifests\/9999999999999998-f\.json\.age$/)
     const fullB = await runOurs("ctl_backups", ["-C", b.conf, "verify", "-O", "-F", "alice"])
     expect(fullB.stdout).toBe(`alice\tfull\tchecked ${metas.length}\tbad 0\tpending 0\tok\n`)
     expect(fullB.code).toBe(0)
@@ -103,6 +110,42 @@ describe.skipIf(ceph.skip !== undefined)("ctl_backups and the object store", () 
     const twice = await runOurs("ctl_backups", ["-C", b.conf, "pull", "alice"])
     expect(twice.stderr).toContain("already has a backup here")
     expect(twice.code).toBe(0)
+  })
+
+  it("an 8-bit user id (latin1 byte 0xE9) goes up and comes back: the same backups.db key, the file where our store opens it, byte for byte", async () => {
+    const user = "\xe9lodie" // one char per byte, as backups.db and the protocol hold user ids
+    const conf = storeConf(env, bucket, ["backup_objectstore_prefix: push8bit"])
+    const a = makeServer("push-8bit-a", conf)
+    const data = await Effect.runPromise(goldenBackup(path.join(a.partition, "a"), "elodie_os"))
+    await a.record(user, data)
+    const push = await runOurs("ctl_backups", ["-C", a.conf, "push", "-A"])
+    expect(push.stderr).toBe("")
+    expect(push.code).toBe(0)
+
+    // a host whose partition is elsewhere: the file gets a new name from the user id (createDataFile)
+    const b = makeServer("push-8bit-b", conf)
+    const pull = await runOurs("ctl_backups", ["-C", b.conf, "pull", "-A"])
+    expect(pull.stderr).toBe("")
+    expect(pull.code).toBe(0)
+    const found = await Effect.runPromise(
+      Effect.flatMap(BackupsDb, (db) => db.list).pipe(Effect.provide(BackupsDb.layer({ path: b.dbPath }).pipe(Layer.provide(Partitions.layer(new Map())))))
+    )
+    expect(found.map((l) => Buffer.from(l.userid, "latin1").toString("hex"))).toEqual([Buffer.from(user, "latin1").toString("hex")])
+    const rebuilt = found[0]!.dataPath
+    expect(path.basename(rebuilt).startsWith(`${user}_`)).toBe(true)
+    // the path is opened as the store opens every data file path (backupd's next session finds it there)
+    expect(sha1File(rebuilt)).toBe(sha1File(data))
+    const q = "SELECT id, offset, length, file_sha1, data_sha1 FROM chunk ORDER BY id"
+    expect(tableRows(`${rebuilt}.index`, q)).toEqual(tableRows(`${data}.index`, q))
+    // only the file and its index in the user's directory: the name createDataFile reserved is not left behind
+    expect(fs.readdirSync(path.dirname(rebuilt)).length).toBe(2)
+    const listed = await runOurs("ctl_backups", ["-C", b.conf, "list", "-j", "-A"])
+    expect(listed.code).toBe(0)
+    expect(json(listed.stdout)[0]).toMatchObject({ pending_chunks: 0, pending_bytes: 0 })
+    // and by name
+    const again = await runOurs("ctl_backups", ["-C", b.conf, "pull", user])
+    expect(again.stderr).toContain("already has a backup here")
+    expect(again.code).toBe(0)
   })
 
   it("feature off: push says so and exits 0; wrong credentials: 77 naming the endpoint; missing bucket: 78", async () => {

@@ -10,7 +10,7 @@ import path from "node:path"
 import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Stream } from "effect"
-import { afterAll, beforeAll } from "vitest"
+import { afterAll, beforeAll, vi } from "vitest"
 import { makeObjectStore } from "../../src/objectstore/ObjectStore.js"
 import { loadSdk, makeClient } from "../../src/objectstore/s3.js"
 import { putObjectFromSource } from "../../src/objectstore/upload.js"
@@ -92,6 +92,53 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
     expect(seen.filter((s) => s.query.includes("partNumber"))).toHaveLength(3)
     expect(seen).toHaveLength(4)
     for (const s of seen) expect(s.md5).toBe(s.body)
+  })
+
+  it("the store checks the signed payload SHA-256: a body that is not the one hashed is refused (single PUT and a part), nothing is created", async () => {
+    const sdk = await loadSdk()
+    const client = makeClient(sdk, storeSettings(env, bucket), { accessKeyId: env.accessKeyId, secretAccessKey: env.secretAccessKey }, { connectionTimeoutMs: 5000, requestTimeoutMs: 60000 })
+    const body = Buffer.alloc(12 << 20, 9)
+    const hashOf = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
+    const put = (key: string, size: number, bodySha256: (n: number) => string) => {
+      let at = 0
+      return Effect.runPromise(
+        Effect.either(
+          putObjectFromSource({
+            sdk: sdk.s3,
+            client,
+            context: { endpoint: env.endpoint, bucket },
+            params: { Bucket: bucket, Key: key, ContentType: "application/octet-stream", Metadata: {} },
+            size,
+            fill: async (buf) => {
+              const n = body.copy(buf, 0, at, Math.min(size, at + buf.length))
+              at += n
+              return n
+            },
+            partSize: 5 << 20,
+            queueSize: 2,
+            bodySha256
+          })
+        )
+      )
+    }
+    const part = (n: number) => body.subarray((n - 1) * (5 << 20), Math.min(body.length, n * (5 << 20)))
+    // the hashes of the bytes sent: accepted
+    expect(Either.isRight(await put("sha/multipart-ok", body.length, (n) => hashOf(part(n))))).toBe(true)
+    // part 2 announced with the hash of other bytes (as if the file had changed after hashing)
+    const bad = await put("sha/multipart-bad", body.length, (n) => (n === 2 ? hashOf(Buffer.from("other bytes")) : hashOf(part(n))))
+    expect(Either.getLeft(bad).pipe((o) => (o._tag === "Some" ? o.value : undefined))).toMatchObject({ _tag: "ObjectStoreRequestFailed", status: 400, code: "XAmzContentSHA256Mismatch" })
+    const single = await put("sha/single-bad", 1000, () => hashOf(Buffer.from("other bytes")))
+    expect(Either.getLeft(single).pipe((o) => (o._tag === "Some" ? o.value : undefined))).toMatchObject({ _tag: "ObjectStoreRequestFailed", status: 400, code: "XAmzContentSHA256Mismatch" })
+    const s3 = rawClient(env)
+    for (const key of ["sha/multipart-bad", "sha/single-bad"]) {
+      const h = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key })).then(
+        () => "exists",
+        (e: { $metadata?: { httpStatusCode?: number } }) => String(e.$metadata?.httpStatusCode)
+      )
+      expect(h).toBe("404")
+    }
+    s3.destroy()
+    client.destroy()
   })
 
   it.live("multipart round trip of a 20 MB member: ETag of 3 parts, bytes back unchanged, checksums verified", () =>
@@ -181,6 +228,44 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       expect(fullCheck.problems.join()).toContain("SHA-256")
       const gone = yield* store.verifyObject({ ...entry, object: entry.object.replace(/[0-9a-f]{8}\.gz$/, "00000000.gz") }, "quick")
       expect(gone).toMatchObject({ ok: false, problems: ["missing from the store"] })
+    }))
+
+  it.live("a member that changes after it was named is refused by the store (its parts are signed with the named bytes' SHA-256): no object, no upload left", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("os-chg")
+      const file = path.join(dir, "member.gz")
+      const meta = yield* Effect.promise(() => bigMember(file, 12 << 20))
+      const named = createHash("sha256").update(fs.readFileSync(file)).digest("hex")
+      const store = makeObjectStore(storeSettings(env, bucket, { prefix: "chg/" }), { retry: QUICK_RETRY })
+      yield* store.status
+      // once the naming pass has read the whole member, 8 bytes inside part 2 change on disk
+      const real = fs.read
+      let read = 0
+      let changed = false
+      const spy = vi.spyOn(fs, "read").mockImplementation(((fd: number, buf: Buffer, off: number, len: number, pos: number, cb: (e: Error | null, n: number, b: Buffer) => void) =>
+        real(fd, buf, off, len, pos, (e, n, b) => {
+          read += n
+          if (!changed && read >= meta.size) {
+            changed = true
+            const w = fs.openSync(file, "r+")
+            fs.writeSync(w, Buffer.from("changed!"), 0, 8, 10 << 20)
+            fs.closeSync(w)
+          }
+          cb(e, n, b)
+        })) as unknown as typeof fs.read)
+      const r = yield* Effect.either(store.uploadChunk("u", { path: file }, meta)).pipe(Effect.ensuring(Effect.sync(() => spy.mockRestore())))
+      expect(changed).toBe(true)
+      expect(Either.isLeft(r) && r.left).toMatchObject({ _tag: "ObjectStoreSourceError", message: expect.stringContaining("changed while it was uploaded") })
+      const s3 = rawClient(env)
+      const h = yield* Effect.promise(() =>
+        s3.send(new HeadObjectCommand({ Bucket: bucket, Key: `chg/users/u/chunks/${named}.gz` })).then(
+          () => "exists",
+          (e: { $metadata?: { httpStatusCode?: number } }) => String(e.$metadata?.httpStatusCode)
+        )
+      )
+      s3.destroy()
+      expect(h).toBe("404")
+      expect(yield* store.abortIncompleteUploads(0)).toBe(0)
     }))
 
   it.live("a chunk that is not sealed is refused before anything is sent", () =>

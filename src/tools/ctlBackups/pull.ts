@@ -56,7 +56,7 @@ const pullUser = (run: Run, store: ObjectStoreShape, partitions: PartitionsServi
           b.sql,
           m.chunks.map((c) => ({ meta: { id: c.id, offset: c.offset, size: c.size, length: c.length, dataSha1: c.dataSha1, fileSha1: c.fileSha1, tsStart: c.tsStart, tsEnd: c.tsEnd }, entry: c })),
           m.head,
-          "",
+          m.object,
           m.dropped
         )
       )
