@@ -48,9 +48,11 @@ export { checkIndexPresent, dataFileSize, indexPathOf, lockBackup, openBackup, t
 export { indexQueries, type IndexQueries } from "./index/queries.js"
 export type { ChunkRow, MailboxRow, MessageRow, RecordRow, SeenRow, SieveRow, SubscriptionRow } from "./index/rows.js"
 export {
+  byStorageOrder,
   makeReader,
   openForRead,
   type BackupReader,
+  type SequentialMessages,
   type MailboxWithRecords,
   type OpenForReadOptions,
   type ReadError

@@ -7,7 +7,10 @@
  * the JavaScript it allocates, which a byte loop hardly does: measured on a 50 MB message,
  * 30–35 MB of dead buffers piled up between two collections, and with a small young generation
  * they were promoted and waited for a full collection (docs/benchmarks.md, "memory"). So the
- * byte paths report what they allocated here, and once `BUFFER_BUDGET` bytes have passed, a
+ * byte paths report what they allocated here, and, in a program that turned pacing on (backupd,
+ * whose memory is what a backup host pays per session; not the tools, which run one at a time
+ * and where a collection every 12 MB would cost a verify a sixth of its time), once
+ * `BUFFER_BUDGET` bytes have passed, a
  * full collection is started (asynchronously: V8 runs it in a task, between two of our
  * steps). Live memory is untouched; the dead buffers then never exceed about the budget.
  *
@@ -27,6 +30,7 @@ export const BUFFER_BUDGET = 12 * 1024 * 1024
 type Collect = (options: { readonly type: "major"; readonly execution: "async" }) => unknown
 
 let collect: Collect | null | undefined
+let enabled = false
 let passed = 0
 let collections = 0
 
@@ -44,8 +48,14 @@ const collector = (): Collect | null => {
   return collect
 }
 
+/** Turns pacing on for this process (backupd's entry point). */
+export const paceBuffers = (): void => {
+  enabled = true
+}
+
 /** Reports `bytes` of freshly allocated buffers that die soon after (I/O chunks). */
 export const noteBufferBytes = (bytes: number): void => {
+  if (!enabled) return
   passed += bytes
   if (passed < BUFFER_BUDGET) return
   passed = 0
