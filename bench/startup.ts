@@ -19,7 +19,7 @@ import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import * as path from "node:path"
-import { machineLine, writeSection } from "./sync.js"
+import { machineLine, writeSection } from "./report.js"
 
 const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`)

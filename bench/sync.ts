@@ -13,14 +13,14 @@
  * every 20 ms. All backups are then checked with the real `ctl_backups verify -A`. The table
  * (with the machine and its load) replaces the `## sync` section of docs/benchmarks.md.
  *
- *   npm run build && node dist/bench/sync.js [--messages 3000] [--changes 50] [--big-mb 50]
- *                                            [--backupd bin/backupd] [--doc docs/benchmarks.md]
+ *   npm run bench:sync -- [--messages 3000] [--changes 50] [--big-mb 50]
+ *                          [--backupd bin/backupd] [--doc docs/benchmarks.md]
  *
  * Needs root and the Debian 12 Cyrus 3.6.1 packages (see docs/testing.md). Our backupd runs
  * with `sasl_pwcheck_method: alwaystrue` here: the benchmark measures replication, not SASL.
  */
-import { readdirSync, readFileSync, writeFileSync, existsSync } from "node:fs"
-import { cpus, loadavg, totalmem } from "node:os"
+import { readdirSync, readFileSync, existsSync } from "node:fs"
+import { loadavg } from "node:os"
 import * as path from "node:path"
 import { Effect } from "effect"
 import {
@@ -39,6 +39,7 @@ import {
   type MessageOptions,
   type SourceInstance
 } from "../test/harness/index.js"
+import { machineLine, writeSection } from "./report.js"
 
 const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`)
@@ -194,10 +195,6 @@ const best = (ms: ReadonlyArray<Measured>) => ({
   loads: ms.map((m) => fmt(m.load)).join(", ")
 })
 
-export const machineLine = (): string => {
-  const cpu = cpus()
-  return `${cpu.length} × ${cpu[0]?.model.trim() ?? "unknown CPU"}, ${fmt(totalmem() / 2 ** 30, 0)} GiB, Node ${process.versions.node}`
-}
 
 const section = (r: Effect.Effect.Success<typeof program>): string => {
   const rows = r.steps.flatMap((s) => {
@@ -246,22 +243,8 @@ const section = (r: Effect.Effect.Success<typeof program>): string => {
   ].join("\n")
 }
 
-/** Replaces the `## <title>` section of the document (up to the next `## `), or appends it. */
-export const writeSection = (doc: string, title: string, text: string) => {
-  const current = existsSync(doc) ? readFileSync(doc, "utf8") : "# Benchmarks\n"
-  const start = current.search(new RegExp(`^## ${title}\\s*$`, "m"))
-  let next: string
-  if (start < 0) {
-    next = `${current.trimEnd()}\n\n${text}`
-  } else {
-    const after = current.slice(start + 1).search(/^## /m)
-    const end = after < 0 ? current.length : start + 1 + after
-    next = `${current.slice(0, start)}${text}${after < 0 ? "" : `\n${current.slice(end)}`}`
-  }
-  writeFileSync(doc, next.endsWith("\n") ? next : `${next}\n`)
-}
 
-if (process.argv[1] !== undefined && path.basename(process.argv[1]) === "sync.js") {
+{
   const skip = cyrusSkipReason()
   if (skip !== undefined) {
     console.error(`bench:sync cannot run: ${skip}`)
