@@ -11,9 +11,18 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import { PROGRAMS, programBundles, repoRoot } from "./build-release.mjs"
-import { writeCodeCaches } from "./code-cache.mjs"
+import { shebangOf, writeCodeCaches } from "./code-cache.mjs"
+
+/** bin/<program> must start node as its code cache was made (scripts/code-cache.mjs, programRuntime). */
+const checkShebangs = () => {
+  for (const program of PROGRAMS) {
+    const first = fs.readFileSync(path.join(repoRoot, "bin", program), "utf8").split("\n", 1)[0]
+    if (first !== shebangOf(program)) throw new Error(`bin/${program} starts with ${JSON.stringify(first)}, expected ${JSON.stringify(shebangOf(program))}`)
+  }
+}
 
 export const buildBundles = async (outDir = path.join(repoRoot, "dist", "bundle")) => {
+  checkShebangs()
   fs.mkdirSync(outDir, { recursive: true })
   const files = await programBundles(outDir, { release: false })
   for (const out of files) fs.writeFileSync(out.path, out.contents)

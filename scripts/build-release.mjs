@@ -26,6 +26,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 import * as esbuild from "esbuild"
+import { envLines, programRuntime } from "./code-cache.mjs"
 
 export const PROGRAMS = ["backupd", "ctl_backups", "cyr_backup", "restore"]
 
@@ -318,7 +319,8 @@ const wrapper = (program, version) =>
     "# exec, so that the service's pid is node's own (Cyrus master tracks that pid).",
     "# CYRUS_BACKUPD_NODE names another node binary. Call this file by its path, not through a symlink.",
     'here=$(CDPATH= cd -- "$(dirname -- "$0")" && pwd) || exit 70',
-    `exec "\${CYRUS_BACKUPD_NODE:-node}" "$here/lib/${program}.cjs" "$@"`,
+    ...envLines(program),
+    `exec "\${CYRUS_BACKUPD_NODE:-node}" ${[...programRuntime(program).nodeFlags, ""].join(" ")}"$here/lib/${program}.cjs" "$@"`,
     ""
   ].join("\n")
 

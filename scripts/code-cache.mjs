@@ -12,6 +12,32 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 
+/**
+ * How a program is started, by every wrapper that runs it (bin/<program>'s `#!` line, the
+ * release's and the installed wrappers) and by the run that makes its code cache (V8 rejects a
+ * cache made under other flags). backupd, which holds a sync's I/O buffers: a young generation
+ * of 2 MB semi-spaces instead of node's 16, and glibc's malloc giving every block of 128 KiB
+ * or more a mapping of its own (its default threshold rises to the largest block freed, after
+ * which freed buffers stay in the heap); measured effect in docs/benchmarks.md, "memory".
+ */
+export const programRuntime = (program) =>
+  program === "backupd"
+    ? { env: { MALLOC_MMAP_THRESHOLD_: "131072", MALLOC_TRIM_THRESHOLD_: "524288" }, nodeFlags: ["--max-semi-space-size=2"] }
+    : { env: {}, nodeFlags: [] }
+
+/** `NAME=value ...` of `programRuntime(program).env`, for `env` on a command line. */
+export const envAssignments = (program) =>
+  Object.entries(programRuntime(program).env).map(([k, v]) => `${k}=${v}`)
+
+/** The shell lines a wrapper runs before its `exec`: `export NAME=value ...`, or none. */
+export const envLines = (program) => (envAssignments(program).length === 0 ? [] : [`export ${envAssignments(program).join(" ")}`])
+
+/** The `#!` line bin/<program> must start with. */
+export const shebangOf = (program) =>
+  programRuntime(program).nodeFlags.length === 0 && envAssignments(program).length === 0
+    ? "#!/usr/bin/env node"
+    : `#!/usr/bin/env -S ${[...envAssignments(program), "node", ...programRuntime(program).nodeFlags].join(" ")}`
+
 /** The arguments and standard input of the run that makes each program's code cache. */
 const trainingRun = (program, conf) =>
   ({
@@ -45,9 +71,10 @@ const writeCodeCache = (file, program, conf, node, loader) => {
   const { args, input } = trainingRun(program, conf)
   const entry = path.join(path.dirname(conf), `${program}.cjs`)
   fs.writeFileSync(entry, `require(${JSON.stringify(loader)})(${JSON.stringify(file)})\n`)
-  const r = spawnSync(node, [entry, ...args], {
+  const { env, nodeFlags } = programRuntime(program)
+  const r = spawnSync(node, [...nodeFlags, entry, ...args], {
     input,
-    env: { ...process.env, CYRUS_BACKUPD_WRITE_CODE_CACHE: "1", BACKUPD_LOG_STDERR: "1" },
+    env: { ...process.env, ...env, CYRUS_BACKUPD_WRITE_CODE_CACHE: "1", BACKUPD_LOG_STDERR: "1" },
     encoding: "latin1"
   })
   if (!fs.existsSync(`${file}.cache`)) throw new Error(`no code cache for ${program}: ${r.stderr || r.error?.message}`)

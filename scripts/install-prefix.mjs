@@ -19,7 +19,7 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
-import { writeCodeCaches } from "./code-cache.mjs"
+import { envLines, programRuntime, writeCodeCaches } from "./code-cache.mjs"
 
 const PROGRAMS = ["backupd", "ctl_backups", "cyr_backup", "restore"]
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -39,7 +39,8 @@ const wrapper = (program, node, libDir, version) =>
     "#!/bin/sh",
     `# ${program} from cyrus-backupd ${version}, installed in ${libDir}.`,
     "# exec, so that the service's pid is node's own (Cyrus master tracks that pid).",
-    `exec ${shellQuote(node)} ${shellQuote(path.posix.join(libDir, "lib", `${program}.cjs`))} "$@"`,
+    ...envLines(program),
+    `exec ${[shellQuote(node), ...programRuntime(program).nodeFlags].join(" ")} ${shellQuote(path.posix.join(libDir, "lib", `${program}.cjs`))} "$@"`,
     ""
   ].join("\n")
 

@@ -1,4 +1,8 @@
 import { runBackupd } from "../service/backupd.js"
+import { paceBuffers } from "../util/bufferPacer.js"
+
+// dead I/O buffers bounded (util/bufferPacer.ts): backupd's memory is per session
+paceBuffers()
 
 runBackupd(process.argv.slice(2)).then(
   (code) => {

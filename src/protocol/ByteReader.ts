@@ -12,6 +12,7 @@
  */
 import { Chunk, Data, Effect, Option, Stream } from "effect"
 import type { Scope } from "effect"
+import { noteBufferBytes } from "../util/bufferPacer.js"
 
 /** The byte value used for "end of input" (as C's EOF). */
 export const EOF = -1
@@ -195,6 +196,8 @@ export class ByteReader {
         return Effect.succeed(false)
       }
       if (chunk.byteLength === 0) return this.fillLoop()
+      // every chunk is a fresh buffer (a socket read, inflated input, a file read)
+      noteBufferBytes(chunk.byteLength)
       this.append(chunk)
       return Effect.succeed(true)
     })

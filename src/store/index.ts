@@ -49,9 +49,11 @@ export { readIndexSummary, type ChunkFigures, type IndexSummary } from "./index/
 export { indexQueries, type IndexQueries } from "./index/queries.js"
 export type { ChunkRow, MailboxRow, MessageRow, RecordRow, SeenRow, SieveRow, SubscriptionRow } from "./index/rows.js"
 export {
+  byStorageOrder,
   makeReader,
   openForRead,
   type BackupReader,
+  type SequentialMessages,
   type MailboxWithRecords,
   type OpenForReadOptions,
   type ReadError

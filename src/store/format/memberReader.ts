@@ -11,6 +11,10 @@ import { BackupIoError } from "../errors.js"
 import { gzipHeaderLength, TRAILER_LENGTH } from "./gzipMember.js"
 
 const READ_SIZE = 64 * 1024
+/** A member's compressed bytes are read in pieces of this size ... */
+const MEMBER_READ_SIZE = 1024 * 1024
+/** ... and inflated into pieces of this size (node's default, 16 KiB, costs a thread-pool round trip each). */
+const INFLATE_CHUNK = 256 * 1024
 
 const readAt = (fd: number, buf: Buffer, position: number): Promise<number> =>
   new Promise((resolve, reject) =>
@@ -23,11 +27,11 @@ export const fileSize = (fd: number, path: string) =>
     fs.fstat(fd, (err, st) => resume(err ? Effect.fail(new BackupIoError({ path, op: "fstat", message: err.message })) : Effect.succeed(st.size)))
   )
 
-/** The bytes of [start, end) (end = EOF when omitted), in pieces of at most 64 KiB. */
-export async function* readRange(fd: number, start: number, end?: number): AsyncGenerator<Buffer> {
+/** The bytes of [start, end) (end = EOF when omitted), in pieces of at most `size` (64 KiB). */
+export async function* readRange(fd: number, start: number, end?: number, size: number = READ_SIZE): AsyncGenerator<Buffer> {
   let pos = start
   for (;;) {
-    const want = end === undefined ? READ_SIZE : Math.min(READ_SIZE, end - pos)
+    const want = end === undefined ? size : Math.min(size, end - pos)
     if (want <= 0) return
     const buf = Buffer.allocUnsafe(want)
     const n = await readAt(fd, buf, pos)
@@ -35,6 +39,24 @@ export async function* readRange(fd: number, start: number, end?: number): Async
     pos += n
     yield n === want ? buf : buf.subarray(0, n)
   }
+}
+
+/**
+ * Feeds the bytes of [start, end) to `update` through one reused 1 MiB buffer (each piece is
+ * only valid during its call); returns how many bytes there were (fewer than asked at EOF).
+ */
+export const feedRange = async (fd: number, start: number, end: number, update: (piece: Buffer) => void): Promise<number> => {
+  const buf = Buffer.allocUnsafe(Math.max(1, Math.min(MEMBER_READ_SIZE, end - start)))
+  let pos = start
+  while (pos < end) {
+    const n = await new Promise<number>((resolve, reject) =>
+      fs.read(fd, buf, 0, Math.min(buf.length, end - pos), pos, (err, got) => (err ? reject(err) : resolve(got)))
+    )
+    if (n === 0) break
+    update(buf.subarray(0, n))
+    pos += n
+  }
+  return pos - start
 }
 
 /** Reads exactly up to `length` bytes at `position` (fewer at EOF). */
@@ -67,8 +89,12 @@ export async function* inflateMember(fd: number, offset: number, limit?: number)
   const hlen = gzipHeaderLength(head)
   if (typeof hlen !== "number") throw new MemberFormatError(`no gzip member at offset ${offset}`)
   const bodyStart = offset + hlen
-  const src = Readable.from(readRange(fd, bodyStart, limit), { objectMode: false })
-  const inflate = zlib.createInflateRaw()
+  const src = Readable.from(readRange(fd, bodyStart, limit, MEMBER_READ_SIZE), { objectMode: false, highWaterMark: MEMBER_READ_SIZE })
+  // room for a few output pieces, so that the thread pool inflates the next ones while the
+  // consumer hashes and parses this one (with node's 16 KiB it waits for every read)
+  // (node passes the options on to the stream; its types list only zlib's)
+  const options = { chunkSize: INFLATE_CHUNK, readableHighWaterMark: 4 * INFLATE_CHUNK }
+  const inflate = zlib.createInflateRaw(options)
   src.on("error", (e) => inflate.destroy(e))
   src.pipe(inflate)
   let complete = true

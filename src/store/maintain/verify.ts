@@ -8,6 +8,7 @@
  * wording. The data file is read once per checked chunk (plus one running SHA-1 over the
  * file), never loaded whole; message bytes are hashed as they stream by.
  */
+import { createHash, type Hash } from "node:crypto"
 import { Effect } from "effect"
 import { filesOf } from "../../protocol/dlist/value.js"
 import { openBackup, type BackupFiles } from "../openBackup.js"
@@ -17,9 +18,8 @@ import { ioError, type BackupIndexError, type BackupIoError, type OpenError } fr
 import { crc32 } from "../format/gzipMember.js"
 import { indexQueries } from "../index/queries.js"
 import type { ChunkRow, MailboxRow, MessageRow, RecordRow } from "../index/rows.js"
-import { fileSize, readRange } from "../format/memberReader.js"
+import { feedRange, fileSize } from "../format/memberReader.js"
 import { walkChunk, type ChunkLine } from "../format/chunkLines.js"
-import { newSha1, peekDigest, type Sha1 } from "../format/sha1State.js"
 
 /** One of Cyrus's verification checks. */
 export type VerifyCheck = "lastChecksum" | "allChecksums" | "messageLinks" | "mailboxLinks" | "messageGuids"
@@ -151,21 +151,22 @@ const recordMatches = (r: RecordRef, rec: Parameters<typeof getAtom>[0]): boolea
   getNum32(rec, "SIZE") === r.size &&
   getAtom(rec, "GUID")?.toLowerCase() === r.guid
 
-/** A SHA-1 of the data file that only ever moves forward (restarted if asked to go back). */
-const fileHasher = (file: LockedDataFile, hash: Sha1) => {
+/**
+ * A SHA-1 of the data file that only ever moves forward (restarted if asked to go back).
+ * node:crypto's (native), not the resumable one the writer saves: a digest so far is a copy's.
+ */
+const fileHasher = (file: LockedDataFile) => {
+  let hash: Hash = createHash("sha1")
   let at = 0
   return (offset: number) =>
     Effect.tryPromise({
       try: async () => {
         if (offset < at) {
-          hash.init()
+          hash = createHash("sha1")
           at = 0
         }
-        for await (const b of readRange(file.fd, at, offset)) {
-          hash.update(b)
-          at += b.length
-        }
-        return at === offset ? peekDigest(hash) : undefined
+        if (offset > at) at += await feedRange(file.fd, at, offset, (piece) => hash.update(piece))
+        return at === offset ? hash.copy().digest("hex") : undefined
       },
       catch: ioError(file.path, "read")
     })
@@ -190,8 +191,8 @@ export const verifyBackup = (
     const size = yield* fileSize(file.fd, file.path)
     const byOffset = [...chunks].sort((a, b) => a.offset - b.offset)
     const nextOffset = new Map<number, number | undefined>(byOffset.map((c, i) => [c.id, byOffset[i + 1]?.offset]))
-    const hashTo = fileHasher(file, yield* newSha1)
-    const dataHash = yield* newSha1
+    const hashTo = fileHasher(file)
+    let dataHash: Hash = createHash("sha1")
     const last = chunks[chunks.length - 1]!
 
     const one = (chunk: ChunkRow, wantChecksums: boolean, wantLines: boolean) =>
@@ -254,7 +255,7 @@ export const verifyBackup = (
 
         let length = 0
         let crc = 0
-        if (wantChecksums) dataHash.init()
+        if (wantChecksums) dataHash = createHash("sha1")
         const walk = yield* walkChunk(
           file.fd,
           chunk.offset,
@@ -282,7 +283,7 @@ export const verifyBackup = (
           if (length !== chunk.length) {
             add(checksumCheck, `data length mismatch for chunk ${chunk.id}: ${length} on disk, ${chunk.length ?? "NULL"} in index`)
           } else {
-            const got = peekDigest(dataHash)
+            const got = dataHash.digest("hex")
             if (got !== chunk.dataSha1) add(checksumCheck, `data checksum mismatch for chunk ${chunk.id}: ${got} on disk, ${chunk.dataSha1 ?? "NULL"} in index`)
           }
           // Beyond Cyrus: the gzip trailer must agree, and only the last member may lack one

@@ -9,7 +9,7 @@ import { indexQueries } from "../index/queries.js"
 import type { ChunkRow, MailboxRow, MessageRow, RecordRow, SeenRow, SieveRow, SubscriptionRow } from "../index/rows.js"
 import { inflateMember } from "../format/memberReader.js"
 import { openBackup, type BackupFiles } from "../openBackup.js"
-import { scanMessage } from "./messageScan.js"
+import { ChunkCursor, cursorCanReach, NotInRestOfLine, scanMessage, scanMessageAt } from "./messageScan.js"
 
 export interface MailboxWithRecords extends MailboxRow {
   readonly records: ReadonlyArray<RecordRow>
@@ -30,6 +30,14 @@ export interface BackupReader {
   readonly messageByGuid: (guid: string) => Effect.Effect<Option.Option<MessageRow>, ReadError>
   /** The message's bytes, streamed from its chunk (nothing else of the file is inflated). */
   readonly messageBytes: (guid: string) => Stream.Stream<Uint8Array, ReadError>
+  /**
+   * A reader of many messages' bytes that inflates each chunk once when they are asked for in
+   * the order they are stored (`byStorageOrder`): it keeps the inflated chunk open at the end
+   * of the last message, and moves on from there; a message before that point starts its chunk
+   * again. Each stream must be run to its end before the next one starts; `close` ends the
+   * open chunk.
+   */
+  readonly sequentialMessages: () => SequentialMessages
   /** A chunk's uncompressed data, streamed. */
   readonly chunkData: (chunkId: number) => Stream.Stream<Uint8Array, ReadError>
   readonly seen: () => Effect.Effect<ReadonlyArray<SeenRow>, ReadError>
@@ -37,6 +45,15 @@ export interface BackupReader {
   readonly sieve: () => Effect.Effect<ReadonlyArray<SieveRow>, ReadError>
   readonly chunks: () => Effect.Effect<ReadonlyArray<ChunkRow>, ReadError>
 }
+
+export interface SequentialMessages {
+  readonly messageBytes: (guid: string) => Stream.Stream<Uint8Array, ReadError>
+  readonly close: Effect.Effect<void>
+}
+
+/** Messages in the order of the data file: by chunk, line, then place in the line (row id). */
+export const byStorageOrder = (a: MessageRow, b: MessageRow): number =>
+  a.chunkId - b.chunkId || (a.offset ?? 0) - (b.offset ?? 0) || a.id - b.id
 
 /** A reader over an opened backup (its locked data file and open index). */
 export const makeReader = ({ file, sql, indexPath }: BackupFiles): BackupReader => {
@@ -78,7 +95,49 @@ export const makeReader = ({ file, sql, indexPath }: BackupFiles): BackupReader 
       })
     )
 
+  const sequentialMessages = (): SequentialMessages => {
+    let open: { readonly chunkId: number; readonly cursor: ChunkCursor } | undefined
+    const closeOpen = async () => {
+      const o = open
+      open = undefined
+      await o?.cursor.close()
+    }
+    const messageBytes = (guid: string): Stream.Stream<Uint8Array, ReadError> =>
+      Stream.unwrap(
+        Effect.gen(function*() {
+          const msg = yield* messageByGuid(guid)
+          if (Option.isNone(msg)) return yield* Effect.fail(new BackupCorrupt({ path: file.path, message: `no message ${guid}` }))
+          const { chunkId } = msg.value
+          const lineOffset = msg.value.offset ?? 0
+          const { offset, next } = yield* memberRange(chunkId)
+          const fresh = async () => {
+            await closeOpen()
+            const o = { chunkId, cursor: new ChunkCursor(inflateMember(file.fd, offset, next)) }
+            open = o
+            return o.cursor
+          }
+          async function* scan(): AsyncGenerator<Buffer> {
+            const reuse = open !== undefined && open.chunkId === chunkId && cursorCanReach(open.cursor, lineOffset)
+            const cursor = reuse ? open!.cursor : await fresh()
+            try {
+              yield* scanMessageAt(cursor, lineOffset, guid)
+            } catch (e) {
+              // an earlier message of the line than the cursor's: from the chunk's start again
+              if (!(e instanceof NotInRestOfLine)) {
+                await closeOpen()
+                throw e
+              }
+              yield* scanMessageAt(await fresh(), lineOffset, guid)
+            }
+          }
+          return streamOf(() => ({ [Symbol.asyncIterator]: scan }))
+        })
+      )
+    return { messageBytes, close: Effect.tryPromise(closeOpen).pipe(Effect.ignore) }
+  }
+
   return {
+    sequentialMessages,
     mailboxes: (opts) => Effect.flatMap(q.mailboxes, (rows) => withRecords(rows, opts?.withRecords)),
     mailboxByName: (name, opts) => oneMailbox(q.mailboxByName(name), opts?.withRecords),
     liveMailboxesByName: q.liveMailboxesByName,

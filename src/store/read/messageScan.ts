@@ -6,10 +6,17 @@
 
 export class MessageScanError extends Error {}
 
-/** A pull cursor over an async sequence of byte buffers. */
-class Cursor {
+/**
+ * A pull cursor over an async sequence of byte buffers (an inflated chunk), knowing how many
+ * bytes it has consumed, so that it can be moved on to a later message of the same chunk.
+ */
+export class ChunkCursor {
   private buf: Buffer = Buffer.alloc(0)
   private pos = 0
+  /** Uncompressed bytes of the chunk consumed so far. */
+  consumed = 0
+  /** The offset of the MESSAGE line whose items the cursor is between (just after one), if any. */
+  inLine: number | undefined = undefined
   constructor(private readonly it: AsyncIterator<Buffer>) {}
 
   private async fill(): Promise<boolean> {
@@ -24,6 +31,7 @@ class Cursor {
 
   async byte(): Promise<number> {
     if (!(await this.fill())) throw new MessageScanError("chunk ended inside the line")
+    this.consumed++
     return this.buf[this.pos++]!
   }
 
@@ -32,6 +40,7 @@ class Cursor {
       if (!(await this.fill())) throw new MessageScanError("chunk ended before the line's offset")
       const k = Math.min(n, this.buf.length - this.pos)
       this.pos += k
+      this.consumed += k
       n -= k
     }
   }
@@ -42,9 +51,15 @@ class Cursor {
       const k = Math.min(n, this.buf.length - this.pos)
       const out = this.buf.subarray(this.pos, this.pos + k)
       this.pos += k
+      this.consumed += k
       n -= k
       yield out
     }
+  }
+
+  /** Ends the underlying sequence (the inflate behind it). */
+  async close(): Promise<void> {
+    await this.it.return?.(undefined)
   }
 
   /** Bytes up to (not including) `stop`, which is consumed. */
@@ -68,7 +83,7 @@ class Cursor {
 const SP = 0x20
 
 /** An astring that is an atom or a quoted string, followed by one SP. */
-const astringThenSp = async (c: Cursor): Promise<string> => {
+const astringThenSp = async (c: ChunkCursor): Promise<string> => {
   const first = await c.byte()
   if (first === 0x22) {
     let s = ""
@@ -88,15 +103,36 @@ const astringThenSp = async (c: Cursor): Promise<string> => {
  * MESSAGE line starts at `lineOffset`. Throws MessageScanError if it is not there.
  */
 export async function* scanMessage(chunk: AsyncIterator<Buffer>, lineOffset: number, guid: string): AsyncGenerator<Buffer> {
-  const c = new Cursor(chunk)
-  await c.skip(lineOffset)
-  const ts = await c.until(SP, 32)
-  if (!/^[0-9]+$/.test(ts)) throw new MessageScanError("no timestamp at the message offset")
-  await c.expect("APPLY MESSAGE (")
+  yield* scanMessageAt(new ChunkCursor(chunk), lineOffset, guid)
+}
+
+/** The message is not in the rest of its line (it may be in the part the cursor has passed). */
+export class NotInRestOfLine extends MessageScanError {}
+
+/** Whether `scanMessageAt(c, lineOffset, ...)` can work from where `c` is. */
+export const cursorCanReach = (c: ChunkCursor, lineOffset: number): boolean => c.inLine === lineOffset || c.consumed <= lineOffset
+
+/**
+ * As `scanMessage`, from a cursor that has not passed `lineOffset`, or that is between the
+ * items of that very line (after an earlier message of it); the cursor is left just after the
+ * message's bytes, ready for a later message of the chunk. A cursor in the line that does not
+ * find the message in the rest of it throws NotInRestOfLine.
+ */
+export async function* scanMessageAt(c: ChunkCursor, lineOffset: number, guid: string): AsyncGenerator<Buffer> {
+  const resumed = c.inLine === lineOffset
+  if (!resumed) {
+    if (c.consumed > lineOffset) throw new MessageScanError("the cursor is past the message's line")
+    c.inLine = undefined
+    await c.skip(lineOffset - c.consumed)
+    const ts = await c.until(SP, 32)
+    if (!/^[0-9]+$/.test(ts)) throw new MessageScanError("no timestamp at the message offset")
+    await c.expect("APPLY MESSAGE (")
+  }
+  c.inLine = undefined
   const wanted = guid.toLowerCase()
   for (;;) {
     const b = await c.byte()
-    if (b === 0x29) throw new MessageScanError(`message ${guid} not in its line`)
+    if (b === 0x29) throw resumed ? new NotInRestOfLine(`message ${guid} not in the rest of its line`) : new MessageScanError(`message ${guid} not in its line`)
     if (b === SP) continue
     if (b !== 0x25) throw new MessageScanError("unexpected item in a MESSAGE line")
     await c.expect("{")
@@ -110,6 +146,7 @@ export async function* scanMessage(chunk: AsyncIterator<Buffer>, lineOffset: num
     const size = Number(sizeText)
     if (g.toLowerCase() === wanted) {
       yield* c.take(size)
+      c.inLine = lineOffset
       return
     }
     await c.skip(size)

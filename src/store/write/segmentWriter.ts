@@ -23,6 +23,7 @@ import { Effect } from "effect"
 import type { LinePart } from "../format/dlistText.js"
 import { BackupIoError, StagedFileMismatch } from "../errors.js"
 import { crc32 } from "../format/gzipMember.js"
+import { noteBufferBytes } from "../../util/bufferPacer.js"
 
 /** Anything that hashes bytes as they pass (node:crypto Hash, a hash-wasm hasher). */
 export interface ByteHash {
@@ -205,6 +206,8 @@ export class ChunkDeflater {
       s.outBytes = 0
       await writeVec(fd, bufs, pos)
       for (const b of bufs) acc.file.update(b)
+      // the compressor's output pieces are fresh buffers, dead from here on
+      noteBufferBytes(n)
       pos += n
     }
     // The compressor works on one input buffer while the other is filled and hashed: two

@@ -8,7 +8,7 @@ import { Effect, Option, Stream } from "effect"
 import { astring } from "../../protocol/dlist/astring.js"
 import { printItem } from "../../protocol/dlist/print.js"
 import { atom, item, kvlist, list, type Dlist, type Item } from "../../protocol/dlist/value.js"
-import { BackupCorrupt, type BackupReader, type ReadError } from "../../store/index.js"
+import { BackupCorrupt, byStorageOrder, type BackupReader, type MessageRow, type ReadError } from "../../store/index.js"
 import { SyncProtocolError, type SyncError } from "./errors.js"
 import type { SyncSession } from "./syncClient.js"
 
@@ -74,13 +74,16 @@ export const uploadMessages = (
   progress: (done: number, total: number, doneBytes: number, totalBytes: number) => void = () => {}
 ): Effect.Effect<UploadReport, SyncError | ReadError> =>
   Effect.gen(function*() {
-    const present: Array<{ guid: string; size: number }> = []
+    const rows: Array<{ readonly guid: string; readonly row: MessageRow }> = []
     const absent: Array<string> = []
     for (const guid of guids) {
       const m = yield* reader.messageByGuid(guid)
       if (Option.isNone(m)) absent.push(guid)
-      else present.push({ guid, size: m.value.size })
+      else rows.push({ guid, row: m.value })
     }
+    // in the order they are stored, so that every chunk is inflated once (a message's bytes are
+    // found by reading its chunk up to it)
+    const present = rows.sort((a, b) => byStorageOrder(a.row, b.row)).map((m) => ({ guid: m.guid, size: m.row.size }))
     for (const g of absent) log(`couldn't find message ${g} in the backup`)
     let total = 0
     let sent = 0
@@ -94,6 +97,7 @@ export const uploadMessages = (
           progress(sent, present.length, sentBytes, allBytes)
         })
       ).pipe(Stream.drain)
+    const sequential = reader.sequentialMessages()
     for (let i = 0; i < present.length; i += MESSAGE_BATCH) {
       const batch = present.slice(i, i + MESSAGE_BATCH)
       const body = Stream.concat(
@@ -102,13 +106,13 @@ export const uploadMessages = (
           Stream.flatMap(Stream.fromIterable(batch.entries()), ([n, m]) =>
             Stream.concat(
               Stream.succeed(bytes(`${n > 0 ? " " : ""}%{${astring(partition)} ${m.guid} ${m.size}}\r\n`)),
-              Stream.concat(exactly(reader.messageBytes(m.guid), m.size, m.guid), counted(m))
+              Stream.concat(exactly(sequential.messageBytes(m.guid), m.size, m.guid), counted(m))
             )
           )
         ),
         Stream.succeed(bytes(")"))
       )
-      yield* session.command("MESSAGE", body)
+      yield* session.command("MESSAGE", body).pipe(Effect.ensuring(sequential.close))
       total += batch.reduce((s, m) => s + m.size, 0)
       log(`uploaded ${Math.min(i + MESSAGE_BATCH, present.length)}/${present.length} messages to partition ${partition}`)
     }
