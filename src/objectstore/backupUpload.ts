@@ -16,11 +16,22 @@
  * 2 without (src/service/Uploader.ts).
  */
 import { Effect, Option } from "effect"
-import { indexQueries } from "../store/index.js"
+import { indexQueries, type ChunkRow } from "../store/index.js"
 import type { ObjectStoreError } from "./errors.js"
 import type { ChunkEntry, DroppedObject, ManifestHead } from "./Manifest.js"
 import type { ObjectStoreShape } from "./ObjectStore.js"
-import { chunkMembers, entryMatches, previousHead, readTail, readUploadState, recordManifest, type SealedChunk, type Sql } from "./localState.js"
+import {
+  chunkMembers,
+  entryMatches,
+  previousHead,
+  readTail,
+  readUploadState,
+  recordManifest,
+  type ChunkTail,
+  type LocalUploadState,
+  type SealedChunk,
+  type Sql
+} from "./localState.js"
 
 export interface PlannedChunk extends SealedChunk {
   /** The entry a recorded manifest already lists for this chunk (same offset, size, content). */
@@ -55,17 +66,24 @@ export const pendingOf = (plan: Pick<UploadPlan, "chunks">): Pending => {
   return { chunks, bytes }
 }
 
+/**
+ * Every chunk with its member range, whether it is sealed, and the entry the recorded state
+ * has for it (only when it still describes the chunk): the one rule behind both the plan and
+ * the observers' pending counts (pending.ts), whichever way the index was read.
+ */
+export const plannedChunks = (rows: ReadonlyArray<ChunkRow>, tail: ChunkTail | undefined, state: LocalUploadState, fileEnd: number): ReadonlyArray<PlannedChunk> =>
+  chunkMembers(rows, tail, fileEnd).map((c): PlannedChunk => {
+    const k = state.objects.get(c.meta.id)
+    return { ...c, known: k !== undefined && entryMatches(k, c.meta) ? k.entry : undefined }
+  })
+
 /** Step 1: the plan, from the index on `sql` and the data file's end (`fileEnd`, for indexes without our state row). */
 export const planUpload = (sql: Sql, indexPath: string, user: string, dataPath: string, fileEnd: number): Effect.Effect<UploadPlan, unknown> =>
   Effect.gen(function*() {
     const rows = yield* indexQueries(sql, indexPath).chunks
     const tail = yield* readTail(sql)
     const state = yield* readUploadState(sql)
-    const members = chunkMembers(rows, tail, fileEnd)
-    const chunks = members.map((c): PlannedChunk => {
-      const k = state.objects.get(c.meta.id)
-      return { ...c, known: k !== undefined && entryMatches(k, c.meta) ? k.entry : undefined }
-    })
+    const chunks = plannedChunks(rows, tail, state, fileEnd)
     const head = Option.getOrUndefined(previousHead(state))
     // a head that does not describe the recorded chunks (rows lost or changed) is not trusted
     const consistent = head !== undefined && chunks.filter((c) => c.known !== undefined).length === head.chunkCount

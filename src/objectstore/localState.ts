@@ -16,13 +16,14 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Either, Option, Schema } from "effect"
-import type { BackupFiles, ChunkRow } from "../store/index.js"
+import type { BackupFiles, ChunkRow, IndexSnapshot } from "../store/index.js"
 import { ChunkEntry, type DroppedObject, type ManifestHead } from "./Manifest.js"
 import type { ChunkMeta } from "./source.js"
 
 export type Sql = BackupFiles["sql"]
 
-const TABLES = [
+/** The upload-state tables (created by the first recorded manifest). */
+export const uploadStateTableStatements: ReadonlyArray<string> = [
   "CREATE TABLE IF NOT EXISTS backupd_object( chunk_id INTEGER PRIMARY KEY, offset INTEGER NOT NULL, size INTEGER NOT NULL, data_sha1 TEXT NOT NULL, file_sha1 TEXT NOT NULL, object TEXT NOT NULL, entry TEXT NOT NULL, uploaded TEXT NOT NULL );",
   "CREATE TABLE IF NOT EXISTS backupd_object_head( id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, kind TEXT NOT NULL, chain_length INTEGER NOT NULL, chunk_count INTEGER NOT NULL, end_offset INTEGER NOT NULL, object TEXT NOT NULL, written TEXT NOT NULL );",
   "CREATE TABLE IF NOT EXISTS backupd_object_dropped( object TEXT PRIMARY KEY, dropped_at TEXT NOT NULL, version_id TEXT );"
@@ -53,39 +54,84 @@ export interface LocalUploadState {
 
 const EMPTY: LocalUploadState = { objects: new Map(), head: undefined, dropped: [] }
 
-const hasTables = (sql: Sql) =>
-  Effect.map(q<{ n: unknown }>(sql, "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'backupd_object_head';"), (rs) => num(rs[0]?.n) > 0)
+const HEAD_TABLE = "backupd_object_head"
+const SELECT_OBJECTS = "SELECT chunk_id, offset, size, data_sha1, file_sha1, entry FROM backupd_object ORDER BY chunk_id;"
+const SELECT_HEAD = "SELECT seq, kind, chain_length, chunk_count, end_offset, object, written FROM backupd_object_head WHERE id = 1;"
+const SELECT_DROPPED = "SELECT object, dropped_at, version_id FROM backupd_object_dropped ORDER BY dropped_at, object;"
+const TAIL_TABLE = "backupd_chunk_state"
+const SELECT_TAIL = "SELECT chunk_id, sealed, end_offset FROM backupd_chunk_state WHERE id = 1;"
+
+const tableCount = (name: string) => `SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '${name}';`
+const hasTable = (sql: Sql, name: string) => Effect.map(q<{ n: unknown }>(sql, tableCount(name)), (rs) => num(rs[0]?.n) > 0)
 
 const decodeEntry = Schema.decodeUnknownEither(Schema.parseJson(ChunkEntry))
+
+type Row = Record<string, unknown>
+
+/** The `backupd_object` rows whose entry decodes (one that does not counts as not recorded), by chunk id. */
+const objectsOf = (rows: ReadonlyArray<Row>): ReadonlyMap<number, RecordedObject> => {
+  const objects = new Map<number, RecordedObject>()
+  for (const r of rows) {
+    const entry = decodeEntry(str(r.entry))
+    if (Either.isLeft(entry)) continue
+    objects.set(num(r.chunk_id), { offset: num(r.offset), size: num(r.size), dataSha1: str(r.data_sha1), fileSha1: str(r.file_sha1), entry: entry.right })
+  }
+  return objects
+}
+
+const headOf = (h: Row | undefined): LocalUploadState["head"] =>
+  h === undefined
+    ? undefined
+    : {
+        seq: num(h.seq),
+        kind: str(h.kind) === "full" ? ("full" as const) : ("append" as const),
+        chainLength: num(h.chain_length),
+        chunkCount: num(h.chunk_count),
+        end: num(h.end_offset),
+        object: str(h.object),
+        written: str(h.written)
+      }
+
+const droppedOf = (rows: ReadonlyArray<Row>): ReadonlyArray<DroppedObject> =>
+  rows.map((r): DroppedObject => ({ object: str(r.object), droppedAt: str(r.dropped_at), ...(r.version_id === null || r.version_id === undefined ? {} : { versionId: str(r.version_id) }) }))
+
+const tailOf = (r: Row | undefined): ChunkTail | undefined =>
+  r === undefined ? undefined : { chunkId: r.chunk_id === null ? null : num(r.chunk_id), sealed: num(r.sealed) === 1, endOffset: num(r.end_offset) }
 
 /** Reads the upload state (empty when the tables are absent: an index Cyrus's tools built). */
 export const readUploadState = (sql: Sql): Effect.Effect<LocalUploadState, unknown> =>
   Effect.gen(function*() {
-    if (!(yield* hasTables(sql))) return EMPTY
-    const objects = new Map<number, RecordedObject>()
-    for (const r of yield* q(sql, "SELECT chunk_id, offset, size, data_sha1, file_sha1, entry FROM backupd_object ORDER BY chunk_id;")) {
-      const entry = decodeEntry(str(r.entry))
-      if (Either.isLeft(entry)) continue
-      objects.set(num(r.chunk_id), { offset: num(r.offset), size: num(r.size), dataSha1: str(r.data_sha1), fileSha1: str(r.file_sha1), entry: entry.right })
-    }
-    const h = (yield* q(sql, "SELECT seq, kind, chain_length, chunk_count, end_offset, object, written FROM backupd_object_head WHERE id = 1;"))[0]
-    const head =
-      h === undefined
-        ? undefined
-        : {
-            seq: num(h.seq),
-            kind: str(h.kind) === "full" ? ("full" as const) : ("append" as const),
-            chainLength: num(h.chain_length),
-            chunkCount: num(h.chunk_count),
-            end: num(h.end_offset),
-            object: str(h.object),
-            written: str(h.written)
-          }
-    const dropped = (yield* q(sql, "SELECT object, dropped_at, version_id FROM backupd_object_dropped ORDER BY dropped_at, object;")).map(
-      (r): DroppedObject => ({ object: str(r.object), droppedAt: str(r.dropped_at), ...(r.version_id === null || r.version_id === undefined ? {} : { versionId: str(r.version_id) }) })
-    )
-    return { objects, head, dropped }
+    if (!(yield* hasTable(sql, HEAD_TABLE))) return EMPTY
+    return { objects: objectsOf(yield* q(sql, SELECT_OBJECTS)), head: headOf((yield* q(sql, SELECT_HEAD))[0]), dropped: droppedOf(yield* q(sql, SELECT_DROPPED)) }
   })
+
+/**
+ * The same state and tail from a read-only snapshot of the index (src/store's
+ * `readIndexSnapshot`: one synchronous pass, no SQL client), for the observers' pending counts;
+ * the dropped list is not read. One statement (the three SELECTs above as one UNION ALL, `k`
+ * telling the rows apart), since a survey reads 10^4 indexes in one process.
+ */
+export const snapshotUploadState = (s: IndexSnapshot): { readonly state: LocalUploadState; readonly tail: ChunkTail | undefined } => {
+  const tables = s.tables()
+  const parts = [
+    ...(tables.has(HEAD_TABLE)
+      ? [
+          "SELECT 0 AS k, chunk_id AS a, offset AS b, size AS c, data_sha1 AS d, file_sha1 AS e, entry AS f, NULL AS g FROM backupd_object",
+          "SELECT 1, seq, kind, chain_length, chunk_count, end_offset, object, written FROM backupd_object_head WHERE id = 1"
+        ]
+      : []),
+    ...(tables.has(TAIL_TABLE) ? ["SELECT 2, chunk_id, sealed, end_offset, NULL, NULL, NULL, NULL FROM backupd_chunk_state WHERE id = 1"] : [])
+  ]
+  const rows = parts.length === 0 ? [] : s.rows(parts.join(" UNION ALL "))
+  const of = (k: number) => rows.filter((r) => Number(r.k) === k)
+  const objects = of(0).map((r) => ({ chunk_id: r.a, offset: r.b, size: r.c, data_sha1: r.d, file_sha1: r.e, entry: r.f }))
+  const head = of(1).map((r) => ({ seq: r.a, kind: r.b, chain_length: r.c, chunk_count: r.d, end_offset: r.e, object: r.f, written: r.g }))[0]
+  const tail = of(2).map((r) => ({ chunk_id: r.a, sealed: r.b, end_offset: r.c }))[0]
+  return {
+    state: tables.has(HEAD_TABLE) ? { objects: objectsOf(objects), head: headOf(head), dropped: [] } : EMPTY,
+    tail: tailOf(tail)
+  }
+}
 
 /** A chunk's member as ChunkMeta, with whether it is sealed, from the index row and the file's end. */
 export interface SealedChunk {
@@ -98,7 +144,7 @@ export interface SealedChunk {
  * next begins; the last ends at our chunk-state row's `end_offset` (sealed or not, as the row
  * says) or, without the row (an index Cyrus's tools built; they always seal), at `fileEnd`.
  */
-export const chunkMembers = (rows: ReadonlyArray<ChunkRow>, state: { readonly chunkId: number | null; readonly sealed: boolean; readonly endOffset: number } | undefined, fileEnd: number): ReadonlyArray<SealedChunk> => {
+export const chunkMembers = (rows: ReadonlyArray<ChunkRow>, state: ChunkTail | undefined, fileEnd: number): ReadonlyArray<SealedChunk> => {
   const byOffset = [...rows].sort((a, b) => a.offset - b.offset)
   return byOffset.map((r, i) => {
     const next = byOffset[i + 1]
@@ -121,13 +167,18 @@ export const chunkMembers = (rows: ReadonlyArray<ChunkRow>, state: { readonly ch
   })
 }
 
-/** The last-chunk fields of `backupd_chunk_state`, undefined when the row or table is absent. */
-export const readTail = (sql: Sql): Effect.Effect<{ readonly chunkId: number | null; readonly sealed: boolean; readonly endOffset: number } | undefined, unknown> =>
+/** The last-chunk fields of `backupd_chunk_state`. */
+export interface ChunkTail {
+  readonly chunkId: number | null
+  readonly sealed: boolean
+  readonly endOffset: number
+}
+
+/** The tail row, undefined when the row or table is absent. */
+export const readTail = (sql: Sql): Effect.Effect<ChunkTail | undefined, unknown> =>
   Effect.gen(function*() {
-    const t = yield* q<{ n: unknown }>(sql, "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'backupd_chunk_state';")
-    if (num(t[0]?.n) === 0) return undefined
-    const r = (yield* q(sql, "SELECT chunk_id, sealed, end_offset FROM backupd_chunk_state WHERE id = 1;"))[0]
-    return r === undefined ? undefined : { chunkId: r.chunk_id === null ? null : num(r.chunk_id), sealed: num(r.sealed) === 1, endOffset: num(r.end_offset) }
+    if (!(yield* hasTable(sql, TAIL_TABLE))) return undefined
+    return tailOf((yield* q(sql, SELECT_TAIL))[0])
   })
 
 /** Whether the recorded entry still describes this chunk (same place, same content). */
@@ -148,7 +199,7 @@ export const recordManifest = (
 ): Effect.Effect<void, unknown> =>
   sql.withTransaction(
     Effect.gen(function*() {
-      for (const t of TABLES) yield* sql.unsafe(t).raw
+      for (const t of uploadStateTableStatements) yield* sql.unsafe(t).raw
       yield* sql.unsafe("DELETE FROM backupd_object;").raw
       const at = now.toISOString()
       for (const c of chunks) {
@@ -188,7 +239,7 @@ const recordDroppedRows = (sql: Sql, dropped: ReadonlyArray<DroppedObject>) =>
 export const recordDropped = (sql: Sql, dropped: ReadonlyArray<DroppedObject>): Effect.Effect<void, unknown> =>
   sql.withTransaction(
     Effect.gen(function*() {
-      for (const t of TABLES) yield* sql.unsafe(t).raw
+      for (const t of uploadStateTableStatements) yield* sql.unsafe(t).raw
       yield* recordDroppedRows(sql, dropped)
     })
   )

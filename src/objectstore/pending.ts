@@ -1,23 +1,24 @@
 /**
  * Chunks and bytes waiting for upload, from the host's own state only: no request to the
- * store, no data-file lock (the index is read on a read-only SQLite connection, whose own
- * locking gives a consistent snapshot; the data file is only `stat`ed). For
- * `ctl_backups list`, metrics (`cyrus_backup_upload_pending_*`) and health checks.
+ * store, no data-file lock (the index is read in one read-only snapshot, src/store's
+ * `readIndexSnapshot`, whose read transaction gives a consistent view; the data file is only
+ * `stat`ed). For metrics (`cyrus_backup_upload_pending_*`, one synchronous pass per index
+ * with the survey's own reads: `pendingInSnapshot`) and health checks.
  *
  * A chunk is pending when it is sealed and the last manifest recorded in the index
  * (src/objectstore/localState.ts) does not list it; the open chunk of a running session is
  * never pending. An index without our tables (built by Cyrus's tools) has all its chunks
- * pending until the next push, which then finds them in the store by HEAD.
+ * pending until the next push, which then finds them in the store by HEAD. The rule is the
+ * upload plan's own (`plannedChunks` and `pendingOf` in backupUpload.ts).
  */
 import fs from "node:fs"
-import * as Reactivity from "@effect/experimental/Reactivity"
-import { Effect } from "effect"
-import { indexPathOf } from "../store/index.js"
+import { Effect, Either } from "effect"
+import { indexPathOf, readIndexSnapshot, type IndexSnapshot } from "../store/index.js"
 import { localError, type ObjectStoreLocalError } from "./errors.js"
-import { pendingOf, planUpload, type Pending } from "./backupUpload.js"
+import { pendingOf, plannedChunks, type Pending } from "./backupUpload.js"
+import { snapshotUploadState } from "./localState.js"
 
 export type { Pending }
-
 
 export interface PendingUploads extends Pending {
   /** Sealed chunks of the data file. */
@@ -28,31 +29,34 @@ export interface PendingUploads extends Pending {
   readonly lastUpload: string | undefined
 }
 
+/** An empty data file: nothing to upload (it has no index until its first chunk). */
+export const NOTHING_PENDING: PendingUploads = { chunks: 0, bytes: 0, sealedChunks: 0, manifestSeq: 0, lastUpload: undefined }
+
+/** The pending upload of the index in `s`, whose data file is `fileEnd` bytes long. */
+export const pendingInSnapshot = (s: IndexSnapshot, fileEnd: number): PendingUploads => {
+  if (fileEnd === 0) return NOTHING_PENDING
+  const { state, tail } = snapshotUploadState(s)
+  const chunks = plannedChunks(s.chunks(), tail, state, fileEnd)
+  return {
+    ...pendingOf({ chunks }),
+    sealedChunks: chunks.filter((c) => c.sealed).length,
+    manifestSeq: state.head?.seq ?? 0,
+    lastUpload: state.head?.written
+  }
+}
+
 /**
- * Pending upload of the backup whose data file is `dataPath` (`user` is its backups.db key; it
- * only labels the plan). Fails with ObjectStoreLocalError when the index cannot be read.
+ * Pending upload of the backup whose data file is `dataPath` (`user`, its backups.db key, is
+ * accepted for symmetry with the upload plan and not needed here). Fails with
+ * ObjectStoreLocalError when the index cannot be read.
  */
-export const pendingUploads = (dataPath: string, user = ""): Effect.Effect<PendingUploads, ObjectStoreLocalError> =>
-  Effect.scoped(
-    Effect.gen(function*() {
-      const indexPath = indexPathOf(dataPath)
-      const fail = localError(indexPath)
-      const fileEnd = yield* Effect.try({ try: () => fs.statSync(dataPath).size, catch: fail })
-      if (fileEnd === 0) return { chunks: 0, bytes: 0, sealedChunks: 0, manifestSeq: 0, lastUpload: undefined }
-      if (!fs.existsSync(indexPath)) return yield* Effect.fail(fail(new Error("no index")))
-      // imported here: a process that never asks pays nothing for SQLite
-      const SqliteClient = yield* Effect.promise(() => import("@effect/sql-sqlite-node/SqliteClient"))
-      const sql = yield* SqliteClient.make({ filename: indexPath, readonly: true, disableWAL: true }).pipe(
-        Effect.provide(Reactivity.layer),
-        Effect.catchAllDefect((d) => Effect.fail(d)),
-        Effect.mapError(fail)
-      )
-      const plan = yield* planUpload(sql, indexPath, user, dataPath, fileEnd).pipe(Effect.mapError(fail))
-      return {
-        ...pendingOf(plan),
-        sealedChunks: plan.chunks.filter((c) => c.sealed).length,
-        manifestSeq: plan.recorded?.seq ?? 0,
-        lastUpload: plan.recorded?.written
-      }
-    })
-  )
+export const pendingUploads = (dataPath: string, _user = ""): Effect.Effect<PendingUploads, ObjectStoreLocalError> =>
+  Effect.gen(function*() {
+    const indexPath = indexPathOf(dataPath)
+    const fail = localError(indexPath)
+    const fileEnd = yield* Effect.try({ try: () => fs.statSync(dataPath).size, catch: fail })
+    if (fileEnd === 0) return NOTHING_PENDING
+    if (!fs.existsSync(indexPath)) return yield* Effect.fail(fail(new Error("no index")))
+    const read = readIndexSnapshot(indexPath, (s) => pendingInSnapshot(s, fileEnd))
+    return Either.isRight(read) ? read.right : yield* Effect.fail(fail(read.left))
+  })

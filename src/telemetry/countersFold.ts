@@ -10,6 +10,12 @@
  * `.fold.lock`, a file no backupd ever touches, so two `ctl_backups metrics` runs do not race;
  * backupd itself only appends to its own file and never waits for anything here. Without write
  * access to the directory (another user) the files are only read.
+ *
+ * Run as root (Cyrus's own ctl_backups would switch to the cyrus user; ours does not), the
+ * lock file and `folded.json` are given to the directory's owner (backupd's user, who created
+ * it), as a compaction run by root gives a data file back to its owner, so that a later run as
+ * cyrus can still fold; a lock file that an earlier root run left owned by root is given back
+ * the same way.
  */
 import { Effect, Either, Schema } from "effect"
 import * as fs from "node:fs"
@@ -91,7 +97,14 @@ const readAll = (directory: string): DirectoryState => {
   return { totals, folded, ended, names: new Set(names) }
 }
 
-const fold = (directory: string, state: DirectoryState): void => {
+/** Under root: the directory's owner, to whom what folding creates is given; undefined otherwise. */
+const ownerWhenRoot = (directory: string): { readonly uid: number; readonly gid: number } | undefined => {
+  if (process.getuid?.() !== 0) return undefined
+  const st = fs.statSync(directory)
+  return st.uid === 0 ? undefined : { uid: st.uid, gid: st.gid }
+}
+
+const fold = (directory: string, state: DirectoryState, owner: { readonly uid: number; readonly gid: number } | undefined): void => {
   if (state.ended.length === 0) return
   const names = state.names
   const totals = copy(state.folded.totals)
@@ -100,6 +113,7 @@ const fold = (directory: string, state: DirectoryState): void => {
   const absorbed = [...state.folded.absorbed.filter((n) => names.has(n)), ...state.ended.map((e) => e.name)]
   const tmp = path.join(directory, `.${FOLDED}.${process.pid}.tmp`)
   fs.writeFileSync(tmp, JSON.stringify({ totals, absorbed }))
+  if (owner !== undefined) fs.chownSync(tmp, owner.uid, owner.gid)
   fs.renameSync(tmp, path.join(directory, FOLDED))
   for (const e of state.ended) fs.rmSync(path.join(directory, e.name), { force: true })
 }
@@ -124,7 +138,9 @@ export const readBackupdCounters = (directory: string): Effect.Effect<Counters> 
         const state = readAll(directory)
         if (Either.isRight(locked)) {
           try {
-            fold(directory, state)
+            const owner = ownerWhenRoot(directory)
+            if (owner !== undefined) fs.fchownSync(lockFd, owner.uid, owner.gid)
+            fold(directory, state, owner)
           } catch {
             // left for a later run: what was read is still right
           }

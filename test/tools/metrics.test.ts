@@ -5,6 +5,7 @@
  * backupd's counter files folded, and nothing written to any backup while it is read, even
  * while a backup is locked.
  */
+import { spawnSync } from "node:child_process"
 import { createHash } from "node:crypto"
 import fs from "node:fs"
 import path from "node:path"
@@ -18,6 +19,7 @@ import { processIo } from "../../src/tools/ToolIo.js"
 import { backupsDbLayer, loadConfig } from "../../src/tools/toolRuntime.js"
 import { copyGolden } from "../store/support.js"
 import { promtoolCheck, sample } from "../support/prometheus.js"
+import { asCyrusArgv } from "../support/cyrus.js"
 import { makeServer, runOurs, type Server } from "./support.js"
 
 const Database = createRequire(import.meta.url)("better-sqlite3") as new (p: string) => { exec(s: string): void; close(): void }
@@ -153,6 +155,29 @@ describe("ctl_backups metrics", () => {
     // the ended process's file was absorbed into folded.json; the live one stays
     expect(fs.readdirSync(dir).sort()).toEqual([".fold.lock", `${process.pid}.5.jsonl`, "folded.json"])
     check(await metrics())
+  })
+
+  it.skipIf(process.getuid?.() !== 0 || !fs.existsSync("dist/bundle/ctl_backups.bundle.cjs"))("run as root, it leaves nothing that keeps a later run as cyrus from folding", async () => {
+    const srv = makeServer("metrics-root")
+    const dir = path.join(srv.dir, "conf", "backupd-counters")
+    fs.mkdirSync(dir, { recursive: true })
+    await srv.record("alice", copyGolden(path.join(srv.partition, "a"), "alice_golden")) // gives the tree to cyrus
+    const cyrus = fs.statSync(dir)
+    const ended = (n: number) => fs.writeFileSync(path.join(dir, `99999999${n}.1.jsonl`), JSON.stringify({ sessions: { "": 1 } }) + "\n")
+    // an earlier root run of the old code left the lock file to root
+    fs.writeFileSync(path.join(dir, ".fold.lock"), "", { mode: 0o640 })
+    ended(1)
+    const asRoot = await runOurs("ctl_backups", ["-C", srv.conf, "metrics"])
+    expect(asRoot.code).toBe(0)
+    expect(sample(asRoot.stdout, "cyrus_backupd_sessions_total")).toBe(1)
+    for (const f of [".fold.lock", "folded.json"]) expect(fs.statSync(path.join(dir, f)), f).toMatchObject({ uid: cyrus.uid, gid: cyrus.gid })
+    // the next run as cyrus folds what came since
+    ended(2)
+    const [cmd, ...args] = asCyrusArgv([process.execPath, path.resolve("bin/ctl_backups"), "-C", srv.conf, "metrics"])
+    const asCyrus = spawnSync(cmd!, args, { encoding: "utf8" })
+    expect(asCyrus.status, asCyrus.stderr).toBe(0)
+    expect(sample(asCyrus.stdout, "cyrus_backupd_sessions_total")).toBe(2)
+    expect(fs.readdirSync(dir).sort()).toEqual([".fold.lock", "folded.json"])
   })
 
   it("--textfile writes DIR/cyrus_backup.prom atomically (no temporary file left)", async () => {

@@ -2,6 +2,7 @@
 import { PassThrough, Readable } from "node:stream"
 import { describe, expect, it } from "vitest"
 import { byteText, progressBar } from "../../src/tools/Progress.js"
+import { uploadProgress } from "../../src/tools/restore/restore.js"
 import type { ToolIo } from "../../src/tools/ToolIo.js"
 
 const ioWith = (stderrIsTty: boolean, stdoutIsTty: boolean) => {
@@ -38,6 +39,16 @@ describe("progress bar", () => {
       drive(io, json)
       await new Promise((r) => setImmediate(r))
       expect(text()).toBe("")
+    }
+  })
+
+  it("restore's upload bar follows the same rule: both stdout and stderr terminals", () => {
+    for (const [stderrIsTty, stdoutIsTty, drawn] of [[true, true, true], [true, false, false], [false, true, false]] as const) {
+      const parts: Array<string> = []
+      const bar = uploadProgress({ stdout: () => {}, stderr: (t) => void parts.push(t), stderrIsTty, stdoutIsTty })
+      bar.step(1, 4, 1_000_000, 4_000_000)
+      bar.clear()
+      expect(parts.join(""), `stderr ${stderrIsTty}, stdout ${stdoutIsTty}`).toBe(drawn ? "\r\x1b[K[######------------------] 1/4 messages, 1.0/4.0 MB\r\x1b[K" : "")
     }
   })
 

@@ -9,7 +9,7 @@ import { Effect, Either, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { CyrusConfig } from "../../config/index.js"
-import { objectStoreSettings, pendingUploads } from "../../objectstore/index.js"
+import { objectStoreSettings } from "../../objectstore/index.js"
 import type { BackupsDbService } from "../../store/index.js"
 import { countersDirectory } from "../../telemetry/Counters.js"
 import { readBackupdCounters } from "../../telemetry/countersFold.js"
@@ -32,24 +32,21 @@ export type UploadPendingSource = (config: CyrusConfig, backups: ReadonlyArray<B
 export const noUploadPending: UploadPendingSource = () => Effect.succeed(undefined)
 
 /**
- * The host's own upload state (src/objectstore/pending.ts: each index read-only, no data-file
- * lock, no request to the store), summed over the backups; a backup whose state cannot be
- * read is left out of the sums.
+ * The host's own upload state, read by the survey in the same pass as the rest of each index
+ * (src/objectstore/pending.ts: read-only, no data-file lock, no request to the store), summed
+ * over the backups; a backup whose state cannot be read is left out of the sums.
  */
 export const localUploadPending: UploadPendingSource = (_config, backups) =>
-  Effect.map(
-    Effect.forEach(backups, (b) => Effect.either(pendingUploads(b.dataPath, b.userid))),
-    (results) => {
-      let chunks = 0
-      let bytes = 0
-      for (const r of results) {
-        if (Either.isLeft(r)) continue
-        chunks += r.right.chunks
-        bytes += r.right.bytes
-      }
-      return { chunks, bytes }
+  Effect.sync(() => {
+    let chunks = 0
+    let bytes = 0
+    for (const b of backups) {
+      if (b.uploadPending === undefined) continue
+      chunks += b.uploadPending.chunks
+      bytes += b.uploadPending.bytes
     }
-  )
+    return { chunks, bytes }
+  })
 
 /** The textfile collector's file name. */
 export const TEXTFILE_NAME = "cyrus_backup.prom"
@@ -79,15 +76,16 @@ export const runMetrics = (
 ): Effect.Effect<number> =>
   Effect.gen(function* () {
     const now = Math.floor(Date.now() / 1000)
-    const surveyed = yield* Effect.either(surveyAll(db, config, now))
+    const store = objectStoreSettings(config)
+    const withStore = Either.isRight(store) && Option.isSome(store.right)
+    const surveyed = yield* Effect.either(surveyAll(db, config, now, { uploadPending: withStore }))
     if (Either.isLeft(surveyed)) {
       yield* printDbUnreadable(p, program, surveyed.left)
       return EX_TEMPFAIL
     }
     const backups = surveyed.right
     const counters = yield* readBackupdCounters(countersDirectory(config.configDirectory))
-    const store = objectStoreSettings(config)
-    const pending = Either.isRight(store) && Option.isSome(store.right) ? yield* uploadPending(config, backups) : undefined
+    const pending = withStore ? yield* uploadPending(config, backups) : undefined
     const text = yield* exposition({ backups, staleAfter: config.backupStaleAfter, now, perUser: args.perUser, counters, uploadPending: pending })
     if (args.textfileDir === undefined) {
       yield* p.outUtf8(text)

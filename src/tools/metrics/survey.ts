@@ -2,9 +2,11 @@
  * What `ctl_backups metrics` and `health` know of each backup, read without getting in
  * backupd's way: backups.db is listed as `ctl_backups list -A` lists it (its own brief read
  * lock, as every Cyrus reader of it), each data file and index is only stat'ed, and each index
- * is read read-only (`readIndexSummary`: no data-file lock, nothing created or upgraded)
- * with the same chunk queries `list` and `compact` ask. Whether a backup is locked comes from
- * /proc/locks, not from trying its lock. Nothing is ever written.
+ * is read read-only in one snapshot (`readIndexSnapshot`: no data-file lock, nothing created or
+ * upgraded) with the same chunk queries `list` and `compact` ask, and, with object storage
+ * configured, the upload state (`pendingInSnapshot`, the rule of src/objectstore/pending.ts).
+ * Whether a backup is locked comes from /proc/locks, not from trying its lock. Nothing is ever
+ * written.
  *
  * "Last success" is what `ctl_backups list` shows: the end time of the backup's latest chunk
  * (advanced by every APPLY backupd acknowledges). A backup is stale when that is longer ago
@@ -13,7 +15,8 @@
 import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import type { CyrusConfig } from "../../config/index.js"
-import { compactRequired, indexPathOf, readIndexSummary, type BackupsDbError, type BackupsDbService } from "../../store/index.js"
+import { NOTHING_PENDING, pendingInSnapshot, type Pending } from "../../objectstore/index.js"
+import { compactRequired, indexPathOf, indexSummaryOf, readIndexSnapshot, type BackupsDbError, type BackupsDbService } from "../../store/index.js"
 import { readHeldLocks, type HeldLocks } from "../../util/HeldLocks.js"
 import { listFromDb, type Target } from "../targets.js"
 
@@ -32,6 +35,16 @@ export interface BackupSurvey {
   readonly locked: boolean | undefined
   /** Why the index could not be read, if it could not. */
   readonly unreadable: string | undefined
+  /**
+   * Sealed chunks not in the object store yet (src/objectstore/pending.ts), read in the same
+   * pass as the rest; undefined when not asked for (no object storage) or not readable.
+   */
+  readonly uploadPending: Pending | undefined
+}
+
+export interface SurveyOptions {
+  /** Also read each backup's upload state (object storage is configured). */
+  readonly uploadPending?: boolean
 }
 
 /** Stale: no success known, or the last one longer ago than `staleAfter` seconds. */
@@ -46,9 +59,13 @@ const statOf = (p: string): fs.Stats | undefined => {
   }
 }
 
-/** The index's figures, read-only. */
-const readIndex = (config: CyrusConfig, indexPath: string, now: number) =>
-  Either.map(readIndexSummary(indexPath, config.backupRetention > 0 ? now - config.backupRetention : -1), ({ chunks, live }) => {
+/** Only the two counts are kept (10^4 of them live until the exposition is written). */
+const countsOf = (p: Pending): Pending => ({ chunks: p.chunks, bytes: p.bytes })
+
+/** The index's figures, read-only, in one snapshot; the upload state too when `fileEnd` is given. */
+const readIndex = (config: CyrusConfig, indexPath: string, now: number, fileEnd: number | undefined) =>
+  readIndexSnapshot(indexPath, (s) => {
+    const { chunks, live } = indexSummaryOf(s, config.backupRetention > 0 ? now - config.backupRetention : -1)
     const latest = chunks[chunks.length - 1]
     return {
       chunks: chunks.length,
@@ -57,12 +74,13 @@ const readIndex = (config: CyrusConfig, indexPath: string, now: number) =>
         minBytes: config.backupCompactMinBytes,
         maxBytes: config.backupCompactMaxBytes,
         workThreshold: config.backupCompactEffectiveWorkThreshold
-      })
+      }),
+      uploadPending: fileEnd === undefined ? undefined : countsOf(pendingInSnapshot(s, fileEnd))
     }
   })
 
 /** One backup, read-only. */
-export const surveyBackup = (config: CyrusConfig, t: Target, locks: HeldLocks | undefined, now: number): BackupSurvey => {
+export const surveyBackup = (config: CyrusConfig, t: Target, locks: HeldLocks | undefined, now: number, options: SurveyOptions = {}): BackupSurvey => {
   const data = statOf(t.dataPath)
   const indexPath = indexPathOf(t.dataPath)
   const index = statOf(indexPath)
@@ -76,10 +94,11 @@ export const surveyBackup = (config: CyrusConfig, t: Target, locks: HeldLocks | 
   if (index === undefined || index.size === 0) {
     // an empty data file has no index until its first chunk
     const why = data === undefined ? "data file missing" : data.size === 0 ? undefined : "index missing"
-    return { ...base, chunks: 0, lastSuccess: undefined, compactionWanted: false, unreadable: why }
+    const uploadPending = options.uploadPending === true && data?.size === 0 ? NOTHING_PENDING : undefined
+    return { ...base, chunks: 0, lastSuccess: undefined, compactionWanted: false, unreadable: why, uploadPending }
   }
-  const read = readIndex(config, indexPath, now)
-  if (Either.isLeft(read)) return { ...base, chunks: 0, lastSuccess: undefined, compactionWanted: false, unreadable: read.left.message }
+  const read = readIndex(config, indexPath, now, options.uploadPending === true ? data?.size : undefined)
+  if (Either.isLeft(read)) return { ...base, chunks: 0, lastSuccess: undefined, compactionWanted: false, unreadable: read.left.message, uploadPending: undefined }
   return { ...base, ...read.right, unreadable: undefined }
 }
 
@@ -87,10 +106,11 @@ export const surveyBackup = (config: CyrusConfig, t: Target, locks: HeldLocks | 
 export const surveyAll = (
   db: BackupsDbService,
   config: CyrusConfig,
-  now: number = Math.floor(Date.now() / 1000)
+  now: number = Math.floor(Date.now() / 1000),
+  options: SurveyOptions = {}
 ): Effect.Effect<ReadonlyArray<BackupSurvey>, BackupsDbError> =>
   Effect.flatMap(listFromDb(db, config, "all", []), (targets) => {
     const locks = readHeldLocks()
     // one synchronous loop: no Effect per backup (10^4 of them must fit in 10 s and 128 MB)
-    return Effect.sync(() => targets.map((t) => surveyBackup(config, t, locks, now)))
+    return Effect.sync(() => targets.map((t) => surveyBackup(config, t, locks, now, options)))
   })

@@ -17,6 +17,7 @@ import { Partitions } from "../../partitions/index.js"
 import { BackupsDb, openAtTime, openForRead, type BackupReader } from "../../store/index.js"
 import { withServiceLog } from "../../telemetry/ServiceLog.js"
 import * as X from "../../util/sysexits.js"
+import { progressWanted } from "../Progress.js"
 import { toolLog } from "../toolRuntime.js"
 import { InputFileError, NoSuchBackup, SyncConnectError } from "./errors.js"
 import { mailboxItem } from "./mailboxItem.js"
@@ -29,8 +30,9 @@ import { restoreUserState } from "./userState.js"
 export interface RestoreIo {
   readonly stdout: (text: string) => void
   readonly stderr: (text: string) => void
-  /** Whether stderr is a terminal: only then is a progress bar drawn. */
+  /** Whether stderr and stdout are terminals: only when both are is a progress bar drawn (Progress.ts's rule). */
   readonly stderrIsTty?: boolean
+  readonly stdoutIsTty?: boolean
   /** stdin, for `-F -`. */
   readonly stdin?: () => string
 }
@@ -39,12 +41,13 @@ const defaultIo: RestoreIo = {
   stdout: (t) => void process.stdout.write(t),
   stderr: (t) => void process.stderr.write(t),
   stderrIsTty: process.stderr.isTTY === true,
+  stdoutIsTty: process.stdout.isTTY === true,
   stdin: () => fs.readFileSync(0, "latin1")
 }
 
 /** `[#####-----] 120/400 messages, 35.2/96.0 MB` on a terminal; nothing otherwise. */
-const uploadProgress = (io: RestoreIo) => {
-  if (io.stderrIsTty !== true) return { step: () => {}, clear: () => {} }
+export const uploadProgress = (io: RestoreIo) => {
+  if (!progressWanted({ stderrIsTty: io.stderrIsTty === true, stdoutIsTty: io.stdoutIsTty === true })) return { step: () => {}, clear: () => {} }
   let shown = false
   const mb = (n: number) => (n / 1e6).toFixed(1)
   return {
