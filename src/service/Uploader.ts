@@ -30,6 +30,7 @@ import type { CyrusConfig } from "../config/index.js"
 import { objectStoreSettings } from "../objectstore/settings.js"
 import { isHeldInProcess, type BackupFiles, type UserBackupsShape } from "../store/index.js"
 import type { ServiceLog } from "../telemetry/ServiceLog.js"
+import { UploadSourceUnreadable } from "./errors.js"
 
 /** How long an exiting backupd waits for queued uploads. */
 export const EXIT_WAIT = Duration.seconds(20)
@@ -77,7 +78,12 @@ export const startUploader = (config: CyrusConfig, inner: UserBackupsShape, log:
       for (let i = toClose.length - 1; i >= 0; i--) {
         const c = toClose[i]!
         if (isHeldInProcess(c.path)) continue
-        fs.closeSync(c.fd)
+        // (a descriptor of ours, opened read-only: closing it cannot fail but for EBADF, a bug)
+        try {
+          fs.closeSync(c.fd)
+        } catch (e) {
+          log.error(`object store: closing the upload descriptor of ${c.path}: ${(e as Error).message}`)
+        }
         toClose.splice(i, 1)
       }
     }
@@ -134,7 +140,10 @@ export const startUploader = (config: CyrusConfig, inner: UserBackupsShape, log:
             const pending = pendingOf(plan)
             if (pending.chunks === 0 && plan.head !== undefined) return undefined
             // a second descriptor of the locked inode, for reading after the lock is released
-            const fd = fs.openSync(job.dataPath, "r")
+            const fd = yield* Effect.try({
+              try: () => fs.openSync(job.dataPath, "r"),
+              catch: (e) => new UploadSourceUnreadable({ path: job.dataPath, reason: (e as Error).message })
+            })
             return { plan, fd, pending }
           })
         )

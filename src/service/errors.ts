@@ -14,3 +14,10 @@ export class TlsRequired extends Data.TaggedError("TlsRequired")<{}> {
     return "imaps: required OpenSSL options not present"
   }
 }
+
+/** The uploader could not open a data file for reading (the upload is tried again later). */
+export class UploadSourceUnreadable extends Data.TaggedError("UploadSourceUnreadable")<{ readonly path: string; readonly reason: string }> {
+  override get message(): string {
+    return `cannot open ${this.path} for the upload: ${this.reason}`
+  }
+}
