@@ -768,17 +768,24 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
 
   // --- download, restore, verify ------------------------------------------------------------
 
+  /** GetObject of a chunk's object (the version the manifest names, if any). */
+  const getChunkObject = (entry: ChunkEntry) =>
+    Effect.gen(function*() {
+      const r = yield* ready
+      const key = full(entry.object)
+      const o = yield* sendWith<S3.GetObjectOutput>(
+        r,
+        "GetObject",
+        new r.sdk.s3.GetObjectCommand({ Bucket: bucket, Key: key, ...(entry.versionId === undefined ? {} : { VersionId: entry.versionId }) }),
+        key
+      )
+      return { key, o }
+    })
+
   const downloadChunk = (entry: ChunkEntry): Stream.Stream<Uint8Array, ObjectStoreError> =>
     Stream.unwrap(
       Effect.gen(function*() {
-        const r = yield* ready
-        const key = full(entry.object)
-        const o = yield* sendWith<S3.GetObjectOutput>(
-          r,
-          "GetObject",
-          new r.sdk.s3.GetObjectCommand({ Bucket: bucket, Key: key, ...(entry.versionId === undefined ? {} : { VersionId: entry.versionId }) }),
-          key
-        )
+        const { key, o } = yield* getChunkObject(entry)
         const raw = nodeToWeb(o.Body)
         const plain = encrypted
           ? yield* Effect.flatMap(identities, (ids) =>
@@ -810,14 +817,7 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
           Effect.try({ try: () => onBlock(b), catch: (e) => (e instanceof ObjectStoreSourceError ? e : integrity(full(entry.object), String(e))) })
         )
       : Effect.gen(function*() {
-          const r = yield* ready
-          const key = full(entry.object)
-          const o = yield* sendWith<S3.GetObjectOutput>(
-            r,
-            "GetObject",
-            new r.sdk.s3.GetObjectCommand({ Bucket: bucket, Key: key, ...(entry.versionId === undefined ? {} : { VersionId: entry.versionId }) }),
-            key
-          )
+          const { key, o } = yield* getChunkObject(entry)
           const body = o.Body as AsyncIterable<Uint8Array> | undefined
           if (body === undefined || typeof body[Symbol.asyncIterator] !== "function") return yield* Effect.fail(integrity(key, "GetObject returned no body stream"))
           const h = createHash("sha256")

@@ -15,7 +15,7 @@
 import { Effect } from "effect"
 import * as fsp from "node:fs/promises"
 import * as path from "node:path"
-import type { Connection, ConnectionStats } from "../transport/Connection.js"
+import { decorateConnection, type Connection, type ConnectionStats } from "../transport/Connection.js"
 
 /** metric (a key of COUNTER_METRICS) → label value ("" for an unlabelled one) → count. */
 export type Counters = Record<string, Record<string, number>>
@@ -110,27 +110,8 @@ export const makeSessionCounter = (): SessionCounter => {
       bump(counts, command, (command === "apply" ? APPLY_KINDS : GET_KINDS).has(kind) ? kind : "other")
     },
     loggedIn: () => void (loggedIn = true),
-    connection: (conn) => ({
-      peer: conn.peer,
-      read: conn.read,
-      write: (bytes) => Effect.zipRight(Effect.sync(() => line(bytes)), conn.write(bytes)),
-      flush: conn.flush,
-      startCompression: (early) => conn.startCompression(early),
-      startTls: (options) => conn.startTls(options),
-      get compressed() {
-        return conn.compressed
-      },
-      get tlsActive() {
-        return conn.tlsActive
-      },
-      get peerCertificateName() {
-        return conn.peerCertificateName
-      },
-      get stats() {
-        return conn.stats
-      },
-      close: conn.close
-    }),
+    connection: (conn) =>
+      decorateConnection(conn, { write: (bytes) => Effect.zipRight(Effect.sync(() => line(bytes)), conn.write(bytes)) }),
     finish: (stats, preauthenticated) => {
       bump(counts, "sessions", "")
       if (!preauthenticated && !loggedIn && sawNo) bump(counts, "sessions_refused", "auth")

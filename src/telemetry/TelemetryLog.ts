@@ -10,7 +10,7 @@ import { Effect, Option } from "effect"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import type { Connection } from "../transport/Connection.js"
+import { decorateConnection, type Connection } from "../transport/Connection.js"
 
 export interface TelemetryLog {
   /** The file written to. */
@@ -159,8 +159,7 @@ export const tapConnection = (conn: Connection): TappedConnection => {
   let log: TelemetryLog | undefined
   let queued: Array<Uint8Array> = []
   const toBytes = (b: Uint8Array | string): Uint8Array => (typeof b === "string" ? Buffer.from(b, "latin1") : b)
-  const connection: Connection = {
-    peer: conn.peer,
+  const connection: Connection = decorateConnection(conn, {
     read: Effect.tap(conn.read, (chunk) =>
       Effect.sync(() => {
         if (log !== undefined && Option.isSome(chunk)) log.input(chunk.value)
@@ -178,23 +177,8 @@ export const tapConnection = (conn: Connection): TappedConnection => {
         queued = []
       }),
       conn.flush
-    ),
-    startCompression: (early) => conn.startCompression(early),
-    startTls: (options) => conn.startTls(options),
-    get compressed() {
-      return conn.compressed
-    },
-    get tlsActive() {
-      return conn.tlsActive
-    },
-    get peerCertificateName() {
-      return conn.peerCertificateName
-    },
-    get stats() {
-      return conn.stats
-    },
-    close: conn.close
-  }
+    )
+  })
   return {
     connection,
     attach: (l) => {

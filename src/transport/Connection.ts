@@ -56,3 +56,32 @@ export interface ConnectionStats {
   /** Bytes written to the transport. */
   readonly transportOut: number
 }
+
+/** What a decorator of a connection may replace; everything else is forwarded as it is. */
+export type ConnectionOverrides = Partial<Pick<Connection, "read" | "write" | "flush" | "close">>
+
+/**
+ * `conn` with `overrides` in place of its own read, write, flush or close (a tap that logs or
+ * counts the bytes); the layers, the flags and the totals stay those of `conn`, read live.
+ */
+export const decorateConnection = (conn: Connection, overrides: ConnectionOverrides): Connection => ({
+  peer: conn.peer,
+  read: overrides.read ?? conn.read,
+  write: overrides.write ?? conn.write,
+  flush: overrides.flush ?? conn.flush,
+  startCompression: (early) => conn.startCompression(early),
+  startTls: (options) => conn.startTls(options),
+  get compressed() {
+    return conn.compressed
+  },
+  get tlsActive() {
+    return conn.tlsActive
+  },
+  get peerCertificateName() {
+    return conn.peerCertificateName
+  },
+  get stats() {
+    return conn.stats
+  },
+  close: overrides.close ?? conn.close
+})
