@@ -25,7 +25,7 @@
  * logged and left to `ctl_backups push`.
  */
 import fs from "node:fs"
-import { Duration, Effect, Either, Fiber, Option, Queue, Schedule, type Scope } from "effect"
+import { Duration, Effect, Either, Fiber, Option, Predicate, Queue, Schedule, type Scope } from "effect"
 import type { CyrusConfig } from "../config/index.js"
 import { objectStoreSettings } from "../objectstore/settings.js"
 import { isHeldInProcess, type BackupFiles, type UserBackupsShape } from "../store/index.js"
@@ -115,14 +115,14 @@ export const startUploader = (config: CyrusConfig, inner: UserBackupsShape, log:
     const withLock = <A, E>(job: Job, body: (files: BackupFiles) => Effect.Effect<A, E>) =>
       inWindow(job.key, Effect.flatMap(openBackup(job.dataPath), body)).pipe(
         Effect.retry({
-          while: (e) => (e as { readonly _tag?: string })._tag === "BackupLocked" && !isHeldInProcess(job.dataPath),
+          while: (e) => Predicate.isTagged(e, "BackupLocked") && !isHeldInProcess(job.dataPath),
           schedule: Schedule.intersect(Schedule.spaced("200 millis"), Schedule.recurs(50))
         })
       )
 
     /** Uploads done whose record waits for a session of this process to release the lock. */
     const parked = new Map<string, Effect.Effect.Success<ReturnType<typeof runUpload>>>()
-    const heldHere = (job: Job) => (e: unknown) => (e as { readonly _tag?: string })._tag === "BackupLocked" && isHeldInProcess(job.dataPath)
+    const heldHere = (job: Job) => (e: unknown) => Predicate.isTagged(e, "BackupLocked") && isHeldInProcess(job.dataPath)
 
     const uploadOne = (job: Job) =>
       Effect.gen(function*() {
@@ -173,14 +173,15 @@ export const startUploader = (config: CyrusConfig, inner: UserBackupsShape, log:
         running = undefined
         sweep()
         if (Either.isRight(r)) return
-        const e = r.left as { readonly _tag?: string; readonly message?: string }
-        if (e._tag === "BackupLocked") {
+        const e = r.left
+        if (Predicate.isTagged(e, "BackupLocked")) {
           // a session of this process has it: its close queues it again; another process: retry
           if (!isHeldInProcess(job.dataPath)) yield* retryLater(job)
           return
         }
-        if (e._tag === "BackupNotFound") return
-        log.warning(`object store: upload of ${job.key} delayed (tried again in ${Duration.format(RETRY_AFTER)}, or by ctl_backups push): ${e.message ?? String(e)}`)
+        if (Predicate.isTagged(e, "BackupNotFound")) return
+        const reason = Predicate.hasProperty(e, "message") && typeof e.message === "string" ? e.message : String(e)
+        log.warning(`object store: upload of ${job.key} delayed (tried again in ${Duration.format(RETRY_AFTER)}, or by ctl_backups push): ${reason}`)
         yield* retryLater(job)
       })
     )
