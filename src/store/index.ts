@@ -45,7 +45,7 @@ export { isHeldInProcess, lockDataFile, type LockedDataFile, type LockOptions } 
 export { checkIndexPresent, dataFileSize, indexPathOf, lockBackup, openBackup, type BackupFiles } from "./openBackup.js"
 
 // reading
-export { indexSummaryOf, readIndexSnapshot, readIndexSummary, type ChunkFigures, type IndexSnapshot, type IndexSummary } from "./index/summary.js"
+export { indexSummaryOf, readIndexSnapshot, type ChunkFigures, type IndexSnapshot, type IndexSummary } from "./index/summary.js"
 export { indexQueries, type IndexQueries } from "./index/queries.js"
 export type { ChunkRow, MailboxRow, MessageRow, RecordRow, SeenRow, SieveRow, SubscriptionRow } from "./index/rows.js"
 export {

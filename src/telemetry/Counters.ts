@@ -44,6 +44,25 @@ const APPLY_KINDS = new Set([
 ])
 const GET_KINDS = new Set(["user", "meta", "mailboxes", "fullmailbox", "uniqueids"])
 
+/** The fixed answer texts of src/session/replies.ts and src/auth/exchange.ts, by prefix, and their reason. */
+const FIXED_REASONS: ReadonlyArray<readonly [string, string]> = [
+  ["Unknown error", "unknown"],
+  ["Please authenticate first", "not_authenticated"],
+  ["Permission denied", "permission_denied"],
+  ["Null command", "null_command"],
+  ["Missing required argument", "missing_argument"],
+  ["Unexpected extra arguments", "extra_arguments"],
+  ["Invalid mechanism", "invalid_mechanism"],
+  ["Already authenticated", "already_authenticated"],
+  ["Client canceled authentication", "auth_canceled"],
+  ["Error reading client response", "auth_response"],
+  ["Compression already active", "compress"],
+  ["Unknown compression algorithm", "compress"],
+  ["Already successfully executed STARTTLS", "starttls"],
+  ["Error initializing TLS", "starttls"],
+  ["Starttls failed", "starttls"]
+]
+
 /**
  * The reason label of a `NO`/`BAD` line: the IMAP_* code word (lower case, without `IMAP_`),
  * else a name for the fixed texts of src/session/replies.ts and src/auth/exchange.ts, else
@@ -52,24 +71,7 @@ const GET_KINDS = new Set(["user", "meta", "mailboxes", "fullmailbox", "uniqueid
 export const replyReason = (text: string): string => {
   const code = /^IMAP_([A-Z_]+)(?: |$)/.exec(text)
   if (code !== null) return code[1]!.toLowerCase()
-  const fixed: ReadonlyArray<readonly [string, string]> = [
-    ["Unknown error", "unknown"],
-    ["Please authenticate first", "not_authenticated"],
-    ["Permission denied", "permission_denied"],
-    ["Null command", "null_command"],
-    ["Missing required argument", "missing_argument"],
-    ["Unexpected extra arguments", "extra_arguments"],
-    ["Invalid mechanism", "invalid_mechanism"],
-    ["Already authenticated", "already_authenticated"],
-    ["Client canceled authentication", "auth_canceled"],
-    ["Error reading client response", "auth_response"],
-    ["Compression already active", "compress"],
-    ["Unknown compression algorithm", "compress"],
-    ["Already successfully executed STARTTLS", "starttls"],
-    ["Error initializing TLS", "starttls"],
-    ["Starttls failed", "starttls"]
-  ]
-  for (const [prefix, reason] of fixed) if (text.startsWith(prefix)) return reason
+  for (const [prefix, reason] of FIXED_REASONS) if (text.startsWith(prefix)) return reason
   return "other"
 }
 

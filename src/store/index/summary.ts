@@ -98,6 +98,3 @@ export const indexSummaryOf = (s: IndexSnapshot, since: number): IndexSummary =>
   return { chunks: s.chunks().map(figures), live }
 }
 
-/** `indexSummaryOf` in a snapshot of its own. */
-export const readIndexSummary = (indexPath: string, since: number): Either.Either<IndexSummary, BackupIndexError> =>
-  readIndexSnapshot(indexPath, (s) => indexSummaryOf(s, since))
