@@ -44,8 +44,6 @@ export interface UploadPlan {
   readonly chunks: ReadonlyArray<PlannedChunk>
   readonly head: ManifestHead | undefined
   readonly headObject: string | undefined
-  /** The recorded head as it is (trusted or not) and when it was written. */
-  readonly recorded: { readonly seq: number; readonly written: string } | undefined
   readonly dropped: ReadonlyArray<DroppedObject>
 }
 
@@ -87,7 +85,7 @@ export const planUpload = (sql: Sql, indexPath: string, user: string, dataPath: 
     const head = Option.getOrUndefined(previousHead(state))
     // a head that does not describe the recorded chunks (rows lost or changed) is not trusted
     const consistent = head !== undefined && chunks.filter((c) => c.known !== undefined).length === head.chunkCount
-    return { user, dataPath, chunks, head: consistent ? head : undefined, headObject: state.head?.object, recorded: state.head, dropped: state.dropped }
+    return { user, dataPath, chunks, head: consistent ? head : undefined, headObject: state.head?.object, dropped: state.dropped }
   })
 
 export interface UploadOutcome {

@@ -125,6 +125,10 @@ export const objectStoreSettings = (config: CyrusConfig): Either.Either<Option.O
   )
 }
 
+/** Whether the configuration turns object storage on, and validly (what the local reports add pending figures for). */
+export const objectStoreConfigured = (config: CyrusConfig): boolean =>
+  Either.match(objectStoreSettings(config), { onLeft: () => false, onRight: Option.isSome })
+
 // --- the files ----------------------------------------------------------------------------
 
 const readText = async (subject: string, file: string): Promise<string> => {

@@ -194,7 +194,7 @@ export const startUploader = (config: CyrusConfig, inner: UserBackupsShape, log:
           // runs after the backup's own finalizers (sealed, unlocked): finalizers run in reverse
           yield* Effect.addFinalizer(() => (dataPath === undefined ? Effect.void : enqueue({ key, dataPath })))
           const opened = yield* inner.open(key, options).pipe(
-            Effect.retry({ while: (e) => e._tag === "BackupLocked" && windows.has(key), schedule: Schedule.spaced("2 millis") })
+            Effect.retry({ while: (e) => Predicate.isTagged(e, "BackupLocked") && windows.has(key), schedule: Schedule.spaced("2 millis") })
           )
           if (Option.isSome(opened)) dataPath = opened.value.dataPath
           return opened

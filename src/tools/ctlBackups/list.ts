@@ -1,6 +1,6 @@
 /** `ctl_backups list`: each backup's last chunk end time and data file size (with a quick verify first, unless -V). */
-import { Effect, Either, Option } from "effect"
-import { objectStoreSettings } from "../../objectstore/settings.js"
+import { Effect } from "effect"
+import { objectStoreConfigured } from "../../objectstore/settings.js"
 import type { Pending } from "../../objectstore/index.js"
 import { dataFileSize } from "../../store/index.js"
 import { localTime } from "../cFormat.js"
@@ -47,7 +47,7 @@ export const listBackup = (run: Run, t: Target): Effect.Effect<ListResult> =>
       }
       const size = yield* dataFileSize(b).pipe(Effect.orElseSucceed(() => -1))
       // with object storage on: chunks and bytes not in the bucket yet (from the index alone)
-      const storeOn = Either.match(objectStoreSettings(run.config), { onLeft: () => false, onRight: Option.isSome })
+      const storeOn = objectStoreConfigured(run.config)
       // (the upload planner is loaded only then)
       const pending = storeOn
         ? yield* Effect.flatMap(Effect.promise(() => import("../../objectstore/backupUpload.js")), ({ planUpload, pendingOf }) =>

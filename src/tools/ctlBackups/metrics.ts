@@ -5,11 +5,11 @@
  * (a temporary file in DIR renamed over it, so the collector never reads half a file).
  * Nothing here takes a lock a running backupd needs (survey.ts).
  */
-import { Effect, Either, Option } from "effect"
+import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { CyrusConfig } from "../../config/index.js"
-import { objectStoreSettings } from "../../objectstore/index.js"
+import { objectStoreConfigured } from "../../objectstore/index.js"
 import type { BackupsDbService } from "../../store/index.js"
 import { countersDirectory } from "../../telemetry/Counters.js"
 import { readBackupdCounters } from "../../telemetry/countersFold.js"
@@ -76,8 +76,7 @@ export const runMetrics = (
 ): Effect.Effect<number> =>
   Effect.gen(function* () {
     const now = Math.floor(Date.now() / 1000)
-    const store = objectStoreSettings(config)
-    const withStore = Either.isRight(store) && Option.isSome(store.right)
+    const withStore = objectStoreConfigured(config)
     const surveyed = yield* Effect.either(surveyAll(db, config, now, { uploadPending: withStore }))
     if (Either.isLeft(surveyed)) {
       yield* printDbUnreadable(p, program, surveyed.left)

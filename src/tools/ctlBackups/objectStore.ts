@@ -20,6 +20,7 @@ import {
   localError,
   objectStoreSettings,
   makeObjectStore,
+  pendingOf,
   planUpload,
   pushLocked,
   readUploadState,
@@ -69,6 +70,24 @@ export const FEATURE_OFF = "object storage is off (no backup_objectstore_* optio
 /** The store of the run's configuration: Right(None) when the feature is off. */
 export const storeOf = (run: Pick<Run, "config">) => Either.map(objectStoreSettings(run.config), Option.map((s) => makeObjectStore(s)))
 
+/**
+ * The run's store, or the exit code that ends the command before any backup: a configuration
+ * error (EX_CONFIG) or the feature off (EX_OK, "nothing to do"); messages prefixed by the command.
+ */
+export const storeOrExit = (run: Pick<Run, "config" | "p" | "args">): Effect.Effect<Either.Either<ObjectStoreShape, number>> =>
+  Effect.gen(function*() {
+    const s = storeOf(run)
+    if (Either.isLeft(s)) {
+      yield* run.p.err(`${run.args.command}: ${s.left.message}\n`)
+      return Either.left(EX_CONFIG)
+    }
+    if (Option.isNone(s.right)) {
+      yield* run.p.err(`${run.args.command}: ${FEATURE_OFF}: nothing to do\n`)
+      return Either.left(EX_OK)
+    }
+    return Either.right(s.right.value)
+  })
+
 type One = (run: Run, t: Target) => Effect.Effect<number>
 
 export interface StoreCommand {
@@ -99,16 +118,9 @@ export const storeCommand = (run: Run): StoreCommand | undefined => {
       return objectStoreExit(e)
     })
   const start = Effect.gen(function*() {
-    const s = storeOf(run)
-    if (Either.isLeft(s)) {
-      yield* run.p.err(`${args.command}: ${s.left.message}\n`)
-      return EX_CONFIG
-    }
-    if (Option.isNone(s.right)) {
-      yield* run.p.err(`${args.command}: ${FEATURE_OFF}: nothing to do\n`)
-      return EX_OK
-    }
-    store = s.right.value
+    const s = yield* storeOrExit(run)
+    if (Either.isLeft(s)) return s.left
+    store = s.right
     const probed = yield* Effect.either(store.status)
     if (Either.isLeft(probed)) {
       yield* run.p.err(`${args.command}: ${probed.left.message}\n`)
@@ -142,13 +154,9 @@ export const storeCommand = (run: Run): StoreCommand | undefined => {
         const mode = run.args.force ? "full" : "quick"
         let bad = 0
         let checked = 0
-        let pending = 0
+        const pending = pendingOf(plan.right).chunks
         for (const c of plan.right.chunks) {
-          if (!c.sealed) continue
-          if (c.known === undefined) {
-            pending++
-            continue
-          }
+          if (!c.sealed || c.known === undefined) continue
           const v = yield* Effect.either(store!.verifyObject(c.known, mode))
           if (Either.isLeft(v)) return yield* failed(t, v.left)
           checked++

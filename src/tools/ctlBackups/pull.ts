@@ -20,7 +20,7 @@ import { openBackup, reindexFile } from "../../store/index.js"
 import { EX_CONFIG, EX_OK, EX_TEMPFAIL } from "../../util/sysexits.js"
 import { JObject, jsonDump, jstring } from "../jansson.js"
 import { useridKey } from "../targets.js"
-import { FEATURE_OFF, objectStoreExit, storeOf } from "./objectStore.js"
+import { objectStoreExit, storeOrExit } from "./objectStore.js"
 import type { Run } from "./Run.js"
 
 const describe = (e: unknown): string => (e as { message?: string }).message ?? String(e)
@@ -54,7 +54,8 @@ const pullUser = (run: Run, store: ObjectStoreShape, partitions: PartitionsServi
       Effect.flatMap(openBackup(target), (b) =>
         recordManifest(
           b.sql,
-          m.chunks.map((c) => ({ meta: { id: c.id, offset: c.offset, size: c.size, length: c.length, dataSha1: c.dataSha1, fileSha1: c.fileSha1, tsStart: c.tsStart, tsEnd: c.tsEnd }, entry: c })),
+          // an entry carries every field of the chunk's meta
+          m.chunks.map((c) => ({ meta: c, entry: c })),
           m.head,
           m.object,
           m.dropped
@@ -68,16 +69,9 @@ const pullUser = (run: Run, store: ObjectStoreShape, partitions: PartitionsServi
 
 export const pullCommand = (run: Run): Effect.Effect<number> =>
   Effect.gen(function*() {
-    const s = storeOf(run)
-    if (Either.isLeft(s)) {
-      yield* run.p.err(`pull: ${s.left.message}\n`)
-      return EX_CONFIG
-    }
-    if (Option.isNone(s.right)) {
-      yield* run.p.err(`pull: ${FEATURE_OFF}: nothing to do\n`)
-      return EX_OK
-    }
-    const store = s.right.value
+    const s = yield* storeOrExit(run)
+    if (Either.isLeft(s)) return s.left
+    const store = s.right
     const partitions = yield* Effect.either(Effect.provide(Partitions, Partitions.layerFromConfig().pipe(Layer.provide(Layer.succeed(Config, run.config)))))
     if (Either.isLeft(partitions)) {
       yield* run.p.err(`pull: ${describe(partitions.left)}\n`)
