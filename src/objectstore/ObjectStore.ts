@@ -45,6 +45,7 @@ import { DEFAULT_RETRY, errorCode, errorStatus, loadSdk, makeClient, request, wi
 import { readCredentials, readIdentities, readRecipients, objectStoreSettings, type ObjectStoreSettings } from "./settings.js"
 import { checkSealedMember, memberFiller, memberStream, openSource, scanMember, type ChunkMeta, type ChunkSource } from "./source.js"
 import { putObjectFromSource, streamFiller } from "./upload.js"
+import { fsyncDirectory } from "../util/fsyncDirectory.js"
 
 // --- the API ------------------------------------------------------------------------------
 
@@ -150,6 +151,13 @@ export interface ObjectStoreShape {
    * fsynced, then linked into place. Returns the length and SHA-1 of the file.
    */
   readonly restoreDataFile: (manifest: ResolvedManifest, target: string) => Effect.Effect<{ readonly bytes: number; readonly sha1: string }, ObjectStoreError>
+  /**
+   * The bytes of the data file a resolved manifest describes, in order, into `sink`: every
+   * member's size and SHA-256 checked as it arrives, and before each chunk its file_sha1
+   * against `sink.sha1()`. Returns the number of bytes. (restoreDataFile's download; a pull
+   * hands them to the store, which indexes them as they arrive: `receiveBackup`.)
+   */
+  readonly restoreInto: (manifest: ResolvedManifest, sink: RestoreSink) => Effect.Effect<number, ObjectStoreError>
   /** quick: HEAD (size, ETag). full: also download, decrypt, SHA-256, gunzip, length and data SHA-1. */
   readonly verifyObject: (entry: ChunkEntry, mode: "quick" | "full") => Effect.Effect<VerifyResult, ObjectStoreError>
   /** Deletes dropped objects past `droppedAt` + backup_retention (every version); lock refusals are reported. */
@@ -162,6 +170,14 @@ export interface ObjectStoreShape {
   readonly abortIncompleteUploads: (olderThanSeconds: number, now?: Date) => Effect.Effect<number, ObjectStoreError>
   /** The chunk objects of a user directory (orphan checks). */
   readonly listChunkObjects: (dir: string) => Effect.Effect<ReadonlyArray<StoredObject>, ObjectStoreError>
+}
+
+/** Where `restoreInto` puts a data file's bytes. */
+export interface RestoreSink {
+  /** The next bytes of the file, in order (not reused by the caller); a promise makes the download wait. */
+  readonly write: (bytes: Uint8Array) => void | Promise<void>
+  /** SHA-1 (hex) of every byte written so far. */
+  readonly sha1: () => string
 }
 
 export interface ObjectStoreOptions {
@@ -811,10 +827,10 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
    * no web stream or Effect stream per block between (restoreDataFile's path: the cost per byte
    * that matters in a pull); encrypted: through downloadChunk (age decrypts a web stream).
    */
-  const downloadInto = (entry: ChunkEntry, onBlock: (b: Uint8Array) => void): Effect.Effect<void, ObjectStoreError> =>
+  const downloadInto = (entry: ChunkEntry, onBlock: (b: Uint8Array) => void | Promise<void>): Effect.Effect<void, ObjectStoreError> =>
     encrypted
       ? Stream.runForEach(downloadChunk(entry), (b) =>
-          Effect.try({ try: () => onBlock(b), catch: (e) => (e instanceof ObjectStoreSourceError ? e : integrity(full(entry.object), String(e))) })
+          Effect.tryPromise({ try: async () => await onBlock(b), catch: (e) => (e instanceof ObjectStoreSourceError ? e : integrity(full(entry.object), String(e))) })
         )
       : Effect.gen(function*() {
           const { key, o } = yield* getChunkObject(entry)
@@ -830,7 +846,8 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
                 n += b.byteLength
                 if (n > entry.size) throw new Mismatch(`more than the expected ${entry.size} bytes`)
                 h.update(b)
-                onBlock(b)
+                const wait = onBlock(b)
+                if (wait !== undefined) await wait
               }
               if (n !== entry.size) throw new Mismatch(`${n} bytes, expected ${entry.size}`)
               const got = h.digest("hex")
@@ -844,6 +861,34 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
                   : integrity(key, `the download broke off: ${(e as Error).message ?? String(e)}`)
           })
         })
+
+  const sinkError = (e: unknown) =>
+    e instanceof ObjectStoreSourceError
+      ? e
+      : ((x: { path?: string; op?: string; message?: string }) =>
+          new ObjectStoreSourceError({ path: x.path ?? "", message: [x.path, x.op, x.message ?? String(e)].filter((p) => p !== undefined && p !== "").join(": ") }))(e as object)
+
+  const restoreInto = (manifest: ResolvedManifest, sink: RestoreSink): Effect.Effect<number, ObjectStoreError> =>
+    Effect.gen(function*() {
+      let at = 0
+      for (const c of manifest.chunks) {
+        if (c.offset !== at) return yield* Effect.fail(integrity(c.object, `starts at ${c.offset}, the file is ${at} bytes long`))
+        const sofar = sink.sha1()
+        if (sofar !== c.fileSha1) return yield* Effect.fail(integrity(c.object, `file_sha1 before chunk ${c.id} is ${sofar}, the index said ${c.fileSha1}`))
+        yield* downloadInto(c, (block) => {
+          at += block.byteLength
+          // the sink's own failure (a local write) is not the download's
+          let wait: void | Promise<void>
+          try {
+            wait = sink.write(block)
+          } catch (e) {
+            throw sinkError(e)
+          }
+          return wait === undefined ? undefined : wait.catch((e: unknown) => Promise.reject(sinkError(e)))
+        })
+      }
+      return at
+    })
 
   const restoreDataFile = (manifest: ResolvedManifest, target: string) =>
     Effect.gen(function*() {
@@ -860,12 +905,10 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
       )
       const fileSha1 = createHash("sha1")
       let at = 0
-      for (const c of manifest.chunks) {
-        if (c.offset !== at) return yield* Effect.fail(integrity(c.object, `starts at ${c.offset}, the file is ${at} bytes long`))
+      const bytes = yield* restoreInto(manifest, {
         // SHA-1 of the file so far (a copy: the running hash goes on)
-        const sofar = fileSha1.copy().digest("hex")
-        if (sofar !== c.fileSha1) return yield* Effect.fail(integrity(c.object, `file_sha1 before chunk ${c.id} is ${sofar}, the index said ${c.fileSha1}`))
-        yield* downloadInto(c, (block) => {
+        sha1: () => fileSha1.copy().digest("hex"),
+        write: (block) => {
           let off = 0
           try {
             while (off < block.byteLength) off += fs.writeSync(fd, block, off, block.byteLength - off, at + off)
@@ -874,23 +917,18 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
           }
           fileSha1.update(block)
           at += block.byteLength
-        })
-      }
+        }
+      })
       yield* Effect.try({ try: () => fs.fsyncSync(fd), catch: ioFail("fsync") })
       yield* Effect.try({
         try: () => {
           fs.linkSync(tmp, target)
           fs.rmSync(tmp)
-          const dfd = fs.openSync(path.dirname(target), "r")
-          try {
-            fs.fsyncSync(dfd)
-          } finally {
-            fs.closeSync(dfd)
-          }
+          fsyncDirectory(path.dirname(target))
         },
         catch: ioFail("link into place")
       })
-      return { bytes: at, sha1: fileSha1.digest("hex") }
+      return { bytes, sha1: fileSha1.digest("hex") }
     }).pipe(Effect.scoped)
 
   const verifyObject = (entry: ChunkEntry, mode: "quick" | "full"): Effect.Effect<VerifyResult, ObjectStoreError> =>
@@ -1127,6 +1165,7 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
     latestManifest,
     downloadChunk,
     restoreDataFile,
+    restoreInto,
     verifyObject,
     deleteExpired,
     pruneManifests,

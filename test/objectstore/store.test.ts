@@ -14,12 +14,20 @@ import { afterAll, beforeAll, vi } from "vitest"
 import { makeObjectStore } from "../../src/objectstore/ObjectStore.js"
 import { loadSdk, makeClient } from "../../src/objectstore/s3.js"
 import { putObjectFromSource } from "../../src/objectstore/upload.js"
-import { reindexFile } from "../../src/store/index.js"
+import { receiveBackup, reindexFile } from "../../src/store/index.js"
 import { tableRows } from "../store/support.js"
 import { cephContext, createBucket, credentialsFile, rawClient, removeBucket, startCeph, storeSettings, warnIfNoCeph, type S3Env } from "../support/ceph.js"
 import { bigMember, chunkMetas, goldenBackup, QUICK_RETRY, sha1File, tempDir } from "./support.js"
 
 const ceph = cephContext()
+
+/** Every chunk of a data file up, in order: their manifest entries. */
+const uploadAll = (store: ReturnType<typeof makeObjectStore>, user: string, data: string, metas: ReturnType<typeof chunkMetas>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => fs.openSync(data, "r")),
+    (fd) => Effect.forEach(metas, (m) => Effect.map(store.uploadChunk(user, { fd, path: data }, m), (u) => u.entry)),
+    (fd) => Effect.sync(() => fs.closeSync(fd))
+  )
 warnIfNoCeph("object store suite")
 
 describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
@@ -169,10 +177,7 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       const metas = chunkMetas(data)
       expect(metas.length).toBeGreaterThan(1)
       const store = makeObjectStore(storeSettings(env, bucket, { prefix: "rt/" }))
-      const fd = fs.openSync(data, "r")
-      const entries = []
-      for (const m of metas) entries.push((yield* store.uploadChunk("alice", { fd, path: data }, m)).entry)
-      fs.closeSync(fd)
+      const entries = yield* uploadAll(store, "alice", data, metas)
       // first the leading chunks (a full manifest), then the rest (an append)
       const first = yield* store.putManifest({ user: "alice", dataFile: data, chunks: entries.slice(0, 2) })
       expect(first.head).toMatchObject({ seq: 1, kind: "full", chainLength: 1, chunkCount: 2 })
@@ -205,6 +210,61 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       expect(tableRows(`${target}.index`, state)).toEqual(tableRows(`${data}.index`, state))
 
       for (const e of entries) expect(yield* store.verifyObject(e, "full")).toMatchObject({ ok: true })
+    }))
+
+  it.live("a backup received in one pass (download, write and index together) has the index a reindex of the file builds, every table and both saved hash states", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("os-recv")
+      const data = yield* goldenBackup(dir, "dave_os")
+      const metas = chunkMetas(data)
+      expect(metas.length).toBeGreaterThan(1)
+      const store = makeObjectStore(storeSettings(env, bucket, { prefix: "recv/" }))
+      const entries = yield* uploadAll(store, "dave", data, metas)
+      yield* store.putManifest({ user: "dave", dataFile: data, chunks: entries })
+      const resolved = (yield* store.latestManifest("dave"))!
+      const size = fs.statSync(data).size
+      const reference = path.join(dir, "reference")
+      yield* store.restoreDataFile(resolved, reference)
+      yield* reindexFile(reference)
+      const tables = (tableRows(`${reference}.index`, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name") as Array<{ name: string }>).map((r) => r.name)
+      expect(tables).toContain("backupd_chunk_state")
+      const dump = (index: string) => Object.fromEntries(tables.map((t) => [t, tableRows(index, `SELECT * FROM ${t} ORDER BY rowid`)]))
+      expect(dump(`${reference}.index`)["backupd_chunk_state"]).toHaveLength(1)
+      const last = entries[entries.length - 1]!.offset
+      // the hint right (native data SHA-1 before the last chunk), absent (all resumable), and
+      // wrong (every member native: the last one is hashed again for its state)
+      for (const [name, lastMemberFrom] of [["hinted", last], ["unhinted", undefined], ["wrong", size]] as const) {
+        const target = path.join(dir, name)
+        const got = yield* Effect.scoped(
+          Effect.gen(function*() {
+            const r = yield* receiveBackup({ target, work: `${target}.pull`, size, ...(lastMemberFrom === undefined ? {} : { lastMemberFrom }) })
+            expect(yield* store.restoreInto(resolved, r)).toBe(size)
+            return yield* r.complete
+          })
+        )
+        expect(got).toMatchObject({ bytes: size, sha1: sha1File(data), chunks: metas.length, problems: [], rejected: [] })
+        expect(sha1File(target)).toBe(sha1File(data))
+        expect(dump(`${target}.index`)).toEqual(dump(`${reference}.index`))
+        expect(fs.readdirSync(dir).filter((f) => f.includes(".pull"))).toEqual([])
+      }
+
+      // a chunk that fails its SHA-256 at the end of its download: nothing in place, no work files left
+      const bad = { ...resolved, chunks: resolved.chunks.map((c, i) => (i === resolved.chunks.length - 1 ? { ...c, sha256: "0".repeat(64) } : c)) }
+      const target = path.join(dir, "broken")
+      const failed = yield* Effect.either(
+        Effect.scoped(
+          Effect.gen(function*() {
+            const r = yield* receiveBackup({ target, work: `${target}.pull`, size })
+            yield* store.restoreInto(bad, r)
+            return yield* r.complete
+          })
+        )
+      )
+      expect(Either.isLeft(failed) && failed.left.message).toContain("SHA-256")
+      expect(fs.readdirSync(dir).filter((f) => f.startsWith("broken"))).toEqual([])
+      // and one closed before it is complete leaves nothing either
+      yield* Effect.scoped(Effect.flatMap(receiveBackup({ target, work: `${target}.pull`, size }), (r) => Effect.promise(() => r.write(fs.readFileSync(data).subarray(0, 1000)))))
+      expect(fs.readdirSync(dir).filter((f) => f.startsWith("broken"))).toEqual([])
     }))
 
   it.live("verify reports an object that differs from its manifest entry", () =>

@@ -1,9 +1,10 @@
 /**
  * Where the bytes of `%{partition guid size}` file literals go while the dlist parser reads
- * them: the parser's state machine knows nothing of files; it asks a FileSink. Two sinks
- * exist: `discardSink` keeps nothing (reindex and verify need offsets and hashes, not files)
- * and `stagingSink` writes each literal to `<stagingDir>/sync./<pid>/<guid>`, as backupd
- * stages uploads and compaction stages the messages it writes again.
+ * them: the parser's state machine knows nothing of files; it asks a FileSink. Three sinks
+ * exist: `discardSink` keeps nothing (verify needs offsets and hashes, not files),
+ * `skipSink` does not even hash (reindex needs only offsets and sizes) and `stagingSink`
+ * writes each literal to `<stagingDir>/sync./<pid>/<guid>`, as backupd stages uploads and
+ * compaction stages the messages it writes again.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as path from "node:path"
@@ -13,8 +14,10 @@ import { Effect, type Scope } from "effect"
 export type FileHandling =
   /** Write them to `<stagingDir>/sync./<pid>/<guid>` (as backupd stages uploads). */
   | { readonly _tag: "Stage"; readonly stagingDir: string; readonly pid?: number }
-  /** Only hash and count them (reindex / verify need offsets, not files). */
+  /** Only hash and count them (verify needs offsets and hashes, not files). */
   | { readonly _tag: "Discard" }
+  /** Only count them: the file value's `sha1` is "" (reindex needs offsets, not hashes). */
+  | { readonly _tag: "Skip" }
 
 /** Writes one chunk of a literal's bytes to where the sink opened. */
 export type FileWrite = (chunk: Uint8Array) => Effect.Effect<void, unknown>
@@ -30,6 +33,8 @@ export interface FileSink {
   readonly open: (path: string) => Effect.Effect<FileWrite, unknown, FileSystem.FileSystem | Scope.Scope>
   /** Removes a file of a parse that failed (nothing of it is kept). */
   readonly remove: (path: string) => Effect.Effect<void, never, FileSystem.FileSystem>
+  /** false: a literal that goes to no file is not hashed either (its `sha1` is ""). */
+  readonly hashes?: boolean
 }
 
 /** Where a message with this GUID is staged: `<stagingDir>/sync./<pid>/<guid-hex>`. */
@@ -44,6 +49,9 @@ export const discardSink: FileSink = {
   open: () => Effect.succeed(() => Effect.void),
   remove: removeFile
 }
+
+/** Keeps nothing and hashes nothing: only the literals' offsets and sizes are known. */
+export const skipSink: FileSink = { ...discardSink, hashes: false }
 
 /** Stages every literal to `stagingPath(stagingDir, guid, pid)`. */
 export const stagingSink = (stagingDir: string, pid?: number): FileSink => ({
@@ -64,4 +72,4 @@ export const stagingSink = (stagingDir: string, pid?: number): FileSink => ({
 
 /** The sink a parse option names. */
 export const fileSinkOf = (files: FileHandling | FileSink): FileSink =>
-  !("_tag" in files) ? files : files._tag === "Discard" ? discardSink : stagingSink(files.stagingDir, files.pid)
+  !("_tag" in files) ? files : files._tag === "Discard" ? discardSink : files._tag === "Skip" ? skipSink : stagingSink(files.stagingDir, files.pid)

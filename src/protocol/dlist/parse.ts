@@ -22,7 +22,7 @@ import { createHash, type Hash } from "node:crypto"
 import { Effect } from "effect"
 import { ByteReader, type ByteSourceError, EOF, UnexpectedEof, WHITESPACE, byteClass, latin1 } from "../ByteReader.js"
 import { DlistParseError, StagingFailed } from "./errors.js"
-import { discardSink, fileSinkOf, type FileHandling, type FileSink } from "./fileSinks.js"
+import { discardSink, fileSinkOf, skipSink, type FileHandling, type FileSink } from "./fileSinks.js"
 import type { Dlist, File, Item } from "./value.js"
 
 export interface ParseOptions {
@@ -589,6 +589,10 @@ const takeFile = (
       Effect.catchIf(e, (x): x is UnexpectedEof => x instanceof UnexpectedEof, () => failAt(reader, "unexpected EOF"))
     const target = sink.pathOf(guid)
     if (target === "") {
+      if (sink.hashes === false) {
+        yield* reader.readInto(size, ignoreChunk).pipe(eofToParseError)
+        return { _tag: "File", partition, guid, size, path: "", sha1: "", offset } as const
+      }
       yield* reader.readInto(size, (chunk) => Effect.sync(() => void hash.update(chunk))).pipe(eofToParseError)
       return { _tag: "File", partition, guid, size, path: "", sha1: hash.digest("hex"), offset } as const
     }
@@ -664,7 +668,7 @@ const drive = (
       }
     }
   })
-  if (sink === discardSink) return run
+  if (sink === discardSink || sink === skipSink) return run
   // Staged files of a failed parse are useless: remove them.
   return Effect.tapError(run, () => Effect.forEach(staged, sink.remove, { discard: true }))
 }

@@ -39,7 +39,8 @@ export interface Num {
 /**
  * The message form `%{partition guid size}\r\n<size bytes>`. The bytes live in a staged
  * file at `path` (never in memory); `guid` is 40 lower-case hex digits as sent, and
- * `sha1` is the SHA-1 of the bytes actually received (computed while streaming).
+ * `sha1` is the SHA-1 of the bytes actually received (computed while streaming; "" when
+ * parsed with `files: { _tag: "Skip" }`, which hashes nothing).
  */
 export interface File {
   readonly _tag: "File"

@@ -12,7 +12,7 @@ import type { StagingFailed } from "../../protocol/dlist/errors.js"
 import type { FileHandling } from "../../protocol/dlist/fileSinks.js"
 import { parseItem } from "../../protocol/dlist/parse.js"
 import type { Item } from "../../protocol/dlist/value.js"
-import { inflateMember, type MemberEnd } from "./memberReader.js"
+import { inflateMember, type MemberEnd, type ReadGate } from "./memberReader.js"
 
 /** One parsed line of a chunk. */
 export interface ChunkLine {
@@ -91,6 +91,13 @@ export const readDataLine = (
     return { offset, ts: Number(ts.token), command: word.token, item: parsed.item }
   })
 
+export interface WalkOptions {
+  /** For a file still being written: waits until the bytes before an offset are there. */
+  readonly gate?: ReadGate
+  /** false: message bodies are not hashed (their File's `sha1` is ""); reindex needs none. */
+  readonly hashBodies?: boolean
+}
+
 /**
  * Inflates the member at `offset` (reading no further than `limit`) and calls `onLine` for
  * each line in order (no parsing at all when `onLine` is undefined). A line that does not parse ends the parsing but not the inflating, so
@@ -101,18 +108,20 @@ export const walkChunk = <E, R>(
   offset: number,
   limit: number | undefined,
   onData: (bytes: Uint8Array) => void,
-  onLine: ((line: ChunkLine) => Effect.Effect<void, E, R>) | undefined
+  onLine: ((line: ChunkLine) => Effect.Effect<void, E, R>) | undefined,
+  options: WalkOptions = {}
 ): Effect.Effect<ChunkWalk, E, R> =>
   Effect.acquireUseRelease(
-    Effect.sync(() => inflateMember(fd, offset, limit)),
-    (it) => walkWith(it, onData, onLine),
+    Effect.sync(() => inflateMember(fd, offset, limit, options.gate)),
+    (it) => walkWith(it, onData, onLine, options.hashBodies === false ? { _tag: "Skip" } : { _tag: "Discard" }),
     (it) => Effect.promise(() => it.return(undefined as never)).pipe(Effect.ignore)
   )
 
 const walkWith = <E, R>(
   it: AsyncGenerator<Buffer, MemberEnd>,
   onData: (bytes: Uint8Array) => void,
-  onLine: ((line: ChunkLine) => Effect.Effect<void, E, R>) | undefined
+  onLine: ((line: ChunkLine) => Effect.Effect<void, E, R>) | undefined,
+  files: FileHandling
 ): Effect.Effect<ChunkWalk, E, R> =>
   Effect.gen(function*() {
     let member: MemberEnd | undefined
@@ -147,7 +156,7 @@ const walkWith = <E, R>(
       if (onLine === undefined) return
       for (;;) {
         // Bodies are only hashed here, so nothing can fail to be staged.
-        const line = yield* readDataLine(reader).pipe(Effect.catchTag("StagingFailed", Effect.die))
+        const line = yield* readDataLine(reader, files).pipe(Effect.catchTag("StagingFailed", Effect.die))
         if (line === null) return
         yield* onLine(line)
       }

@@ -16,10 +16,19 @@ const MEMBER_READ_SIZE = 1024 * 1024
 /** ... and inflated into pieces of this size (node's default, 16 KiB, costs a thread-pool round trip each). */
 const INFLATE_CHUNK = 256 * 1024
 
-const readAt = (fd: number, buf: Buffer, position: number): Promise<number> =>
-  new Promise((resolve, reject) =>
-    fs.read(fd, buf, 0, buf.length, position, (err, n) => (err ? reject(err) : resolve(n)))
-  )
+/**
+ * Waits until the bytes before `end` are in the file: for a file still being written (a pull
+ * indexes the data file while it downloads), so that a read never meets its growing end.
+ */
+export type ReadGate = (end: number) => Promise<void>
+
+const readAt = (fd: number, buf: Buffer, position: number, gate?: ReadGate): Promise<number> => {
+  const read = () =>
+    new Promise<number>((resolve, reject) =>
+      fs.read(fd, buf, 0, buf.length, position, (err, n) => (err ? reject(err) : resolve(n)))
+    )
+  return gate === undefined ? read() : gate(position + buf.length).then(read)
+}
 
 /** The size of the file behind the descriptor (fstat). */
 export const fileSize = (fd: number, path: string) =>
@@ -28,13 +37,13 @@ export const fileSize = (fd: number, path: string) =>
   )
 
 /** The bytes of [start, end) (end = EOF when omitted), in pieces of at most `size` (64 KiB). */
-export async function* readRange(fd: number, start: number, end?: number, size: number = READ_SIZE): AsyncGenerator<Buffer> {
+export async function* readRange(fd: number, start: number, end?: number, size: number = READ_SIZE, gate?: ReadGate): AsyncGenerator<Buffer> {
   let pos = start
   for (;;) {
     const want = end === undefined ? size : Math.min(size, end - pos)
     if (want <= 0) return
     const buf = Buffer.allocUnsafe(want)
-    const n = await readAt(fd, buf, pos)
+    const n = await readAt(fd, buf, pos, gate)
     if (n === 0) return
     pos += n
     yield n === want ? buf : buf.subarray(0, n)
@@ -60,9 +69,9 @@ export const feedRange = async (fd: number, start: number, end: number, update: 
 }
 
 /** Reads exactly up to `length` bytes at `position` (fewer at EOF). */
-export const readExact = async (fd: number, position: number, length: number): Promise<Buffer> => {
+export const readExact = async (fd: number, position: number, length: number, gate?: ReadGate): Promise<Buffer> => {
   const parts: Array<Buffer> = []
-  for await (const p of readRange(fd, position, position + length)) parts.push(p)
+  for await (const p of readRange(fd, position, position + length, READ_SIZE, gate)) parts.push(p)
   return Buffer.concat(parts)
 }
 
@@ -84,12 +93,12 @@ export class MemberFormatError extends Error {}
  * its uncompressed bytes; returns how it ended. Stops early without harm if the consumer
  * stops iterating.
  */
-export async function* inflateMember(fd: number, offset: number, limit?: number): AsyncGenerator<Buffer, MemberEnd> {
-  const head = await readExact(fd, offset, Math.min(READ_SIZE, limit === undefined ? READ_SIZE : limit - offset))
+export async function* inflateMember(fd: number, offset: number, limit?: number, gate?: ReadGate): AsyncGenerator<Buffer, MemberEnd> {
+  const head = await readExact(fd, offset, Math.min(READ_SIZE, limit === undefined ? READ_SIZE : limit - offset), gate)
   const hlen = gzipHeaderLength(head)
   if (typeof hlen !== "number") throw new MemberFormatError(`no gzip member at offset ${offset}`)
   const bodyStart = offset + hlen
-  const src = Readable.from(readRange(fd, bodyStart, limit, MEMBER_READ_SIZE), { objectMode: false, highWaterMark: MEMBER_READ_SIZE })
+  const src = Readable.from(readRange(fd, bodyStart, limit, MEMBER_READ_SIZE, gate), { objectMode: false, highWaterMark: MEMBER_READ_SIZE })
   // room for a few output pieces, so that the thread pool inflates the next ones while the
   // consumer hashes and parses this one (with node's 16 KiB it waits for every read)
   // (node passes the options on to the stream; its types list only zlib's)
@@ -112,7 +121,7 @@ export async function* inflateMember(fd: number, offset: number, limit?: number)
   }
   const consumed = bodyStart + inflate.bytesWritten
   if (!complete) return { complete: false, end: consumed }
-  const trailer = await readExact(fd, consumed, TRAILER_LENGTH)
+  const trailer = await readExact(fd, consumed, TRAILER_LENGTH, gate)
   if (trailer.length < TRAILER_LENGTH) return { complete: true, end: consumed + trailer.length }
   return { complete: true, end: consumed + TRAILER_LENGTH, crc32: trailer.readUInt32LE(0), isize: trailer.readUInt32LE(4) }
 }

@@ -17,6 +17,7 @@
  * As Cyrus: members without any parsable line give no chunk row (so a header-only chunk of a
  * GET-only C session disappears), and a line the index rejects is only reported.
  */
+import { createHash } from "node:crypto"
 import fs from "node:fs"
 import { Effect } from "effect"
 import { indexPathOf } from "../openBackup.js"
@@ -27,9 +28,9 @@ import { AppendRejected, ioError, type BackupExists, type BackupIndexError, type
 import { CHUNK_HEADER, crc32, gzipHeaderLength } from "../format/gzipMember.js"
 import { indexApply } from "../index/apply.js"
 import { indexError, inTransaction, openIndexDb, run, type Sql } from "../index/db.js"
-import { fileSize, inflateMember, readExact, readRange } from "../format/memberReader.js"
+import { fileSize, inflateMember, readExact, readRange, type ReadGate } from "../format/memberReader.js"
 import { walkChunk, type ChunkLine } from "../format/chunkLines.js"
-import { newSha1, peekDigest, saveState, stateToHex } from "../format/sha1State.js"
+import { newSha1, peekDigest, saveState, stateToHex, type Sha1 } from "../format/sha1State.js"
 import { item } from "../../protocol/dlist/value.js"
 
 /** Damage found in the data file: `offset` is the byte offset (in the file) of the member. */
@@ -75,8 +76,8 @@ export type ReindexError = BackupLocked | BackupNotFound | BackupExists | Backup
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b, 0x08])
 
 /** Whether a chunk (gzip member starting with the chunk header line) starts at `offset`. */
-const chunkStartsAt = async (fd: number, offset: number): Promise<boolean> => {
-  const it = inflateMember(fd, offset)
+const chunkStartsAt = async (fd: number, offset: number, gate?: ReadGate): Promise<boolean> => {
+  const it = inflateMember(fd, offset, undefined, gate)
   const got: Array<Buffer> = []
   let n = 0
   try {
@@ -95,14 +96,14 @@ const chunkStartsAt = async (fd: number, offset: number): Promise<boolean> => {
 }
 
 /** The offset of the next chunk at or after `from`, or undefined. */
-const findNextChunk = (file: LockedDataFile, from: number, size: number) =>
+const findNextChunk = (file: LockedDataFile, from: number, size: number, gate?: ReadGate) =>
   Effect.tryPromise({
     try: async () => {
       const window = 1 << 20
       for (let at = from; at < size; at += window - GZIP_MAGIC.length) {
-        const buf = await readExact(file.fd, at, Math.min(window, size - at))
+        const buf = await readExact(file.fd, at, Math.min(window, size - at), gate)
         for (let i = buf.indexOf(GZIP_MAGIC); i !== -1; i = buf.indexOf(GZIP_MAGIC, i + 1)) {
-          if (await chunkStartsAt(file.fd, at + i)) return at + i
+          if (await chunkStartsAt(file.fd, at + i, gate)) return at + i
         }
         if (buf.length < window) break
       }
@@ -112,50 +113,100 @@ const findNextChunk = (file: LockedDataFile, from: number, size: number) =>
   })
 
 /**
+ * How `rebuildIndex` may read a data file that is still being written, and what it may take
+ * from its writer instead of computing it again (a pull: storage.md, "Rebuilding a host").
+ */
+export interface RebuildOptions {
+  /** The file's final size (default: fstat now). */
+  readonly size?: number
+  /** Waits until the bytes before an offset are in the file (for a file still being written). */
+  readonly gate?: ReadGate
+  /**
+   * The file's SHA-1 as its writer computed it (hash-wasm, the state the index keeps): the
+   * digest of the bytes before `offset` if the writer noted it there, and the saved state of
+   * the whole file. Where it has no answer, the file is read and hashed here.
+   */
+  readonly fileSha1?: {
+    readonly digestAt: (offset: number) => string | undefined
+    readonly stateOfWhole: () => string | undefined
+  }
+  /**
+   * Members starting before this offset cannot end the file, so their data SHA-1 needs no
+   * saved state: node's native SHA-1 is used (about three times faster). Default 0: all
+   * members hashed resumably. A member that ends the file after all is hashed again.
+   */
+  readonly nativeDataSha1Before?: number
+}
+
+/** The running SHA-1 of a chunk's data: resumable (its state is kept) or native. */
+interface DataSha1 {
+  readonly update: (b: Uint8Array) => void
+  readonly digest: () => string
+  /** The hash-wasm state (hex), or undefined for a native hash. */
+  readonly state: () => string | undefined
+}
+
+const resumableSha1 = (h: Sha1): DataSha1 => {
+  h.init()
+  return { update: (b) => void h.update(b), digest: () => peekDigest(h), state: () => stateToHex(saveState(h)) }
+}
+
+const nativeSha1 = (): DataSha1 => {
+  const h = createHash("sha1")
+  return { update: (b) => void h.update(b), digest: () => h.copy().digest("hex"), state: () => undefined }
+}
+
+/**
  * Fills the freshly created, empty index `sql` from the locked data file. Damage is
  * reported in the result; the Effect fails only on I/O or SQLite errors.
  */
 export const rebuildIndex = (
   file: LockedDataFile,
   sql: Sql,
-  indexPath: string
+  indexPath: string,
+  options: RebuildOptions = {}
 ): Effect.Effect<RebuildResult, BackupIoError | BackupIndexError> =>
   Effect.gen(function*() {
-    const size = yield* fileSize(file.fd, file.path)
+    const size = options.size ?? (yield* fileSize(file.fd, file.path))
+    const gate = options.gate
     const problems: Array<ReindexProblem> = []
     const rejected: Array<ReindexRejection> = []
     const fileHash = yield* newSha1
-    const dataHash = yield* newSha1
+    const resumable = yield* newSha1
     let hashedTo = 0
     const hashFileTo = (offset: number) =>
       Effect.tryPromise({
         try: async () => {
-          for await (const b of readRange(file.fd, hashedTo, offset)) {
+          for await (const b of readRange(file.fd, hashedTo, offset, undefined, gate)) {
             fileHash.update(b)
             hashedTo += b.length
           }
         },
         catch: ioError(file.path, "read")
       })
+    const fileSha1At = (offset: number) =>
+      Effect.suspend(() => {
+        const noted = options.fileSha1?.digestAt(offset)
+        return noted !== undefined ? Effect.succeed(noted) : Effect.map(hashFileTo(offset), () => peekDigest(fileHash))
+      })
     let chunks = 0
     let lines = 0
     let maxTs = 0
-    let last: { chunkId: number; end: number; length: number; crc: number; dataState: string } | undefined
+    let last: { chunkId: number; offset: number; end: number; length: number; crc: number; dataState: string | undefined } | undefined
 
     let offset = 0
     while (offset < size) {
-      const head = yield* Effect.tryPromise({ try: () => readExact(file.fd, offset, 512), catch: ioError(file.path, "read") })
+      const head = yield* Effect.tryPromise({ try: () => readExact(file.fd, offset, Math.min(512, size - offset), gate), catch: ioError(file.path, "read") })
       if (typeof gzipHeaderLength(head) !== "number") {
         problems.push({ offset, message: `no gzip member at offset ${offset}` })
-        const next = yield* findNextChunk(file, offset + 1, size)
+        const next = yield* findNextChunk(file, offset + 1, size, gate)
         if (next === undefined) break
         offset = next
         continue
       }
-      yield* hashFileTo(offset)
-      const fileSha1 = peekDigest(fileHash)
+      const fileSha1 = yield* fileSha1At(offset)
       const memberOffset = offset
-      dataHash.init()
+      const dataHash = memberOffset < (options.nativeDataSha1Before ?? 0) ? nativeSha1() : resumableSha1(resumable)
       let crc = 0
       let chunkId: number | null = null
       let lastTs = 0
@@ -197,10 +248,12 @@ export const rebuildIndex = (
               dataHash.update(b)
               crc = crc32(b, crc)
             },
-            onLine
+            onLine,
+            // the index keeps no message hash (verify checks them)
+            { hashBodies: false, ...(gate === undefined ? {} : { gate }) }
           )
           if (chunkId !== null) {
-            yield* run(sql, "UPDATE chunk SET ts_end = ?, length = ?, data_sha1 = ? WHERE id = ?;", [lastTs, w.length, peekDigest(dataHash), chunkId])
+            yield* run(sql, "UPDATE chunk SET ts_end = ?, length = ?, data_sha1 = ? WHERE id = ?;", [lastTs, w.length, dataHash.digest(), chunkId])
           }
           return w
         })
@@ -212,7 +265,7 @@ export const rebuildIndex = (
       const m = walk.member
       if (walk.inflateError !== undefined || m === undefined) {
         problems.push({ offset: memberOffset, message: `damaged gzip member at offset ${memberOffset}: ${walk.inflateError ?? "unreadable"}` })
-        const next = yield* findNextChunk(file, memberOffset + 1, size)
+        const next = yield* findNextChunk(file, memberOffset + 1, size, gate)
         if (next === undefined) break
         offset = next
         continue
@@ -220,7 +273,7 @@ export const rebuildIndex = (
       if (m.complete && m.crc32 !== undefined && (m.crc32 !== crc >>> 0 || m.isize !== walk.length % 0x100000000)) {
         problems.push({ offset: memberOffset, message: `gzip trailer mismatch for the member at offset ${memberOffset}` })
       }
-      if (chunkId !== null) last = { chunkId, end: m.end, length: walk.length, crc, dataState: stateToHex(saveState(dataHash)) }
+      if (chunkId !== null) last = { chunkId, offset: memberOffset, end: m.end, length: walk.length, crc, dataState: dataHash.state() }
       if (!m.complete || m.crc32 === undefined) {
         // A member cut short (a crashed writer): what it held is indexed, nothing can follow it.
         if (m.end < size) problems.push({ offset: memberOffset, message: `gzip member at offset ${memberOffset} has no end; ${size - m.end} bytes after it ignored` })
@@ -232,8 +285,17 @@ export const rebuildIndex = (
     // A clean file whose last member is complete: leave the writer its end-of-file state,
     // so the next append needs no re-hash (otherwise it rebuilds the state itself).
     if (problems.length === 0 && last !== undefined && last.end === size) {
-      yield* hashFileTo(size)
       const lastChunk = last
+      // a member hashed natively after all (nativeDataSha1Before was wrong): once more, resumably
+      const dataState =
+        lastChunk.dataState ??
+        (yield* Effect.gen(function*() {
+          const h = resumableSha1(resumable)
+          yield* walkChunk<never, never>(file.fd, lastChunk.offset, undefined, h.update, undefined, gate === undefined ? {} : { gate })
+          return h.state()!
+        }))
+      const noted = options.fileSha1?.stateOfWhole()
+      const fileState = noted ?? (yield* Effect.map(hashFileTo(size), () => stateToHex(saveState(fileHash))))
       yield* inTransaction(
         sql,
         indexPath,
@@ -243,8 +305,8 @@ export const rebuildIndex = (
           endOffset: size,
           length: lastChunk.length,
           crc: lastChunk.crc,
-          dataState: lastChunk.dataState,
-          fileState: stateToHex(saveState(fileHash)),
+          dataState,
+          fileState,
           lastTs: maxTs
         })
       ).pipe(Effect.mapError(indexError(indexPath)))

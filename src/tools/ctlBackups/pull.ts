@@ -2,9 +2,10 @@
  * `ctl_backups pull [-A | userids...]`: rebuilds backups from the object store on this host
  * (docs/storage.md, "Rebuilding a host"). For each user (every user directory of the prefix
  * with -A): the newest manifest resolved, the data file rebuilt byte for byte (every member's
- * SHA-256 and every chunk's file_sha1 checked), its index rebuilt from the data file
- * (reindex: Cyrus's tables and our chunk state), the upload state recorded (every chunk is in
- * the bucket already), and `userid → data file` added to backups.db.
+ * SHA-256 and every chunk's file_sha1 checked) and its index rebuilt from the data file
+ * (reindex: Cyrus's tables and our chunk state) in the same pass, as the bytes arrive
+ * (`receiveBackup`), the upload state recorded (every chunk is in the bucket already), and
+ * `userid → data file` added to backups.db.
  *
  * A user that already has a backup here is left alone (a line says so). The data file goes to
  * the path the manifest recorded when that lies under a configured backup partition, else to
@@ -16,7 +17,7 @@ import { Effect, Either, Layer, Option } from "effect"
 import { Config } from "../../config/index.js"
 import { localError, recordManifest, type ObjectStoreShape, type ResolvedManifest } from "../../objectstore/index.js"
 import { Partitions, type PartitionsService } from "../../partitions/index.js"
-import { openBackup, reindexFile } from "../../store/index.js"
+import { openBackup, receiveBackup } from "../../store/index.js"
 import { EX_CONFIG, EX_OK, EX_TEMPFAIL } from "../../util/sysexits.js"
 import { JObject, jsonDump, jstring } from "../jansson.js"
 import { useridKey } from "../targets.js"
@@ -47,9 +48,18 @@ const pullUser = (run: Run, store: ObjectStoreShape, partitions: PartitionsServi
     const existing = yield* Effect.orElseSucceed(run.db.lookup(m.user), () => Option.none())
     if (Option.isSome(existing) && fs.existsSync(existing.value.dataPath)) return { _tag: "Exists", user: m.user, dataPath: existing.value.dataPath } as const
     const target = yield* targetPath(partitions, m).pipe(Effect.mapError(localError(m.dataFile)))
-    const restored = yield* store.restoreDataFile(m, target)
     const local = localError(target)
-    yield* reindexFile(target).pipe(Effect.mapError(local))
+    if (fs.existsSync(target)) return yield* Effect.fail(local(new Error("exists; not overwriting it")))
+    // one pass: the store writes the data file and indexes it as the bytes arrive
+    const size = m.chunks.reduce((n, c) => Math.max(n, c.offset + c.size), 0)
+    const lastChunk = m.chunks[m.chunks.length - 1]
+    const restored = yield* Effect.scoped(
+      Effect.gen(function*() {
+        const receiver = yield* receiveBackup({ target, work: `${target}.pull`, size, ...(lastChunk === undefined ? {} : { lastMemberFrom: lastChunk.offset }) }).pipe(Effect.mapError(local))
+        yield* store.restoreInto(m, receiver)
+        return yield* receiver.complete.pipe(Effect.mapError(local))
+      })
+    )
     yield* Effect.scoped(
       Effect.flatMap(openBackup(target), (b) =>
         recordManifest(
