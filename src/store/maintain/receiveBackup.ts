@@ -205,20 +205,24 @@ export const receiveBackup = (options: ReceiveOptions): Effect.Effect<BackupRece
           ...(options.lastMemberFrom === undefined ? {} : { nativeDataSha1Before: options.lastMemberFrom })
         })
       )
-    ).pipe(Effect.forkScoped)
+    ).pipe(
+      // a failed index stops the download too (the failure itself is what complete reports)
+      Effect.tapError((e) => Effect.sync(() => fail("index")(e))),
+      Effect.forkScoped
+    )
 
     const io = <A>(op: string, f: () => Promise<A>) => Effect.tryPromise({ try: f, catch: (e) => (e instanceof BackupIoError ? e : ioError(work, op)(e)) })
 
     const complete: BackupReceiver["complete"] = Effect.gen(function*() {
       if (taken !== size) return yield* Effect.fail(ioError(work, "write")(new Error(`${taken} bytes written, ${size} announced`)))
       pump()
+      const result = yield* Fiber.join(indexer)
       yield* io("write", () => gate(size))
       yield* io("fdatasync", async () => {
         await syncing
         if (failure !== undefined) throw failure
         await fsCall<void>((cb) => fs.fdatasync(fd, cb))
       })
-      const result = yield* Fiber.join(indexer)
       const sha1 = peekDigest(fileHash)
       yield* Effect.try({
         try: () => {
