@@ -8,7 +8,7 @@
  *    time from EXIT to the process end (the upload lag), next to the same session with the
  *    feature off.
  * 2. `ctl_backups push` of that backup (fresh prefix) and `ctl_backups pull` onto an empty
- *    host (download, checks, reindex), as whole programs, in MB/s of the member, each next to
+ *    host (download, checks and reindex in one pass), as whole programs, in MB/s of the member, each next to
  *    the store's own PutObject / GetObject of the same bytes in this process, in the same
  *    round (--rounds, default 3: the machine's load varies within seconds, so the ratio of one
  *    round is compared, and the median of the rounds).
