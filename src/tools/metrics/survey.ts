@@ -8,9 +8,12 @@
  * Whether a backup is locked comes from /proc/locks, not from trying its lock. Nothing is ever
  * written.
  *
- * "Last success" is what `ctl_backups list` shows: the end time of the backup's latest chunk
- * (advanced by every APPLY backupd acknowledges). A backup is stale when that is longer ago
- * than `backup_stale_after`, or unknown (no chunk, or an index that cannot be read).
+ * "Last success" is the end time of the backup's latest chunk (advanced by every APPLY backupd
+ * acknowledges), or its start time when the chunk has no end (a Cyrus backupd that stopped
+ * before ending it: the chunk exists only once an APPLY was committed into it). `list -j`,
+ * `stat -j`, `metrics` and `health` all take it from `lastSuccessOf`. A backup is stale when
+ * that is longer ago than `backup_stale_after`, or unknown (no chunk, or an index that cannot
+ * be read).
  */
 import { Effect, Either } from "effect"
 import * as fs from "node:fs"
@@ -47,6 +50,10 @@ export interface SurveyOptions {
   readonly uploadPending?: boolean
 }
 
+/** The last success a backup's latest chunk proves (see the header); undefined: no chunk. */
+export const lastSuccessOf = (latest: { readonly tsStart: number; readonly tsEnd: number | null | undefined } | undefined): number | undefined =>
+  latest === undefined ? undefined : (latest.tsEnd ?? latest.tsStart)
+
 /** Stale: no success known, or the last one longer ago than `staleAfter` seconds. */
 export const isStale = (lastSuccess: number | undefined, staleAfter: number, now: number): boolean =>
   lastSuccess === undefined || now - lastSuccess > staleAfter
@@ -69,7 +76,7 @@ const readIndex = (config: CyrusConfig, indexPath: string, now: number, fileEnd:
     const latest = chunks[chunks.length - 1]
     return {
       chunks: chunks.length,
-      lastSuccess: latest === undefined ? undefined : (latest.tsEnd ?? latest.tsStart),
+      lastSuccess: lastSuccessOf(latest),
       compactionWanted: compactRequired(chunks, live, {
         minBytes: config.backupCompactMinBytes,
         maxBytes: config.backupCompactMaxBytes,
