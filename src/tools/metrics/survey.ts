@@ -20,6 +20,7 @@ import * as fs from "node:fs"
 import type { CyrusConfig } from "../../config/index.js"
 import { NOTHING_PENDING, pendingInSnapshot, type Pending } from "../../objectstore/index.js"
 import { compactRequired, indexPathOf, indexSummaryOf, readIndexSnapshot, type BackupsDbError, type BackupsDbService } from "../../store/index.js"
+import { collectNow } from "../../util/bufferPacer.js"
 import { readHeldLocks, type HeldLocks } from "../../util/HeldLocks.js"
 import { listFromDb, type Target } from "../targets.js"
 
@@ -109,6 +110,14 @@ export const surveyBackup = (config: CyrusConfig, t: Target, locks: HeldLocks | 
   return { ...base, ...read.right, unreadable: undefined }
 }
 
+/**
+ * Backups surveyed between two full collections. Each index read leaves about 2.8 KB of dead
+ * objects (a closed better-sqlite3 connection, its statements and rows), which V8 promoted
+ * and kept: over 10^4 backups its heap grew to 43 MB, 16 MB of it live (peak RSS 133–139 MB
+ * with object storage configured). A collection of that heap costs 25–50 ms here.
+ */
+const SURVEY_COLLECT_EVERY = 2500
+
 /** Every backup of backups.db, in key order. */
 export const surveyAll = (
   db: BackupsDbService,
@@ -118,6 +127,12 @@ export const surveyAll = (
 ): Effect.Effect<ReadonlyArray<BackupSurvey>, BackupsDbError> =>
   Effect.flatMap(listFromDb(db, config, "all", []), (targets) => {
     const locks = readHeldLocks()
-    // one synchronous loop: no Effect per backup (10^4 of them must fit in 10 s and 128 MB)
-    return Effect.sync(() => targets.map((t) => surveyBackup(config, t, locks, now, options)))
+    // one synchronous loop: no Effect per backup (10^4 of them must fit in 10 s and 128 MB),
+    // with a full collection every SURVEY_COLLECT_EVERY backups for the dead connections
+    return Effect.sync(() =>
+      targets.map((t, i) => {
+        if (i > 0 && i % SURVEY_COLLECT_EVERY === 0) collectNow()
+        return surveyBackup(config, t, locks, now, options)
+      })
+    )
   })
