@@ -46,11 +46,10 @@ export const pendingInSnapshot = (s: IndexSnapshot, fileEnd: number): PendingUpl
 }
 
 /**
- * Pending upload of the backup whose data file is `dataPath` (`user`, its backups.db key, is
- * accepted for symmetry with the upload plan and not needed here). Fails with
- * ObjectStoreLocalError when the index cannot be read.
+ * Pending upload of the backup whose data file is `dataPath`. Fails with ObjectStoreLocalError
+ * when the index cannot be read.
  */
-export const pendingUploads = (dataPath: string, _user = ""): Effect.Effect<PendingUploads, ObjectStoreLocalError> =>
+export const pendingUploads = (dataPath: string): Effect.Effect<PendingUploads, ObjectStoreLocalError> =>
   Effect.gen(function*() {
     const indexPath = indexPathOf(dataPath)
     const fail = localError(indexPath)

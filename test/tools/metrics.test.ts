@@ -110,6 +110,26 @@ describe("ctl_backups metrics", () => {
     expect(sample(text, "cyrus_backup_users_stale")).toBe(0)
   })
 
+  it("a latest chunk with no end (a C backupd stopped before ending it): list -j, stat -j and metrics all take its start", async () => {
+    const start = now() - 2 * 86400
+    const db = new Database(`${data["alice"]!}.index`)
+    db.exec(`UPDATE chunk SET ts_start = ${start}, ts_end = NULL WHERE id = (SELECT MAX(id) FROM chunk)`)
+    db.close()
+    try {
+      const text = await metrics("--per-user")
+      expect(sample(text, "cyrus_backup_last_success_timestamp_seconds", 'userid="alice"')).toBe(start)
+      const listed = await runOurs("ctl_backups", ["-C", server.conf, "-j", "list", "alice"])
+      expect(listed.stdout).toContain(`"last_success": ${start},`)
+      const stat = await runOurs("ctl_backups", ["-C", server.conf, "-j", "stat", "alice"])
+      expect(stat.stdout).toContain(`"last_success": ${start},`)
+      // what list prints as the time stays Cyrus's: the chunk's end, which is unknown (0)
+      const plain = await runOurs("ctl_backups", ["-C", server.conf, "list", "alice"])
+      expect(plain.stdout).toContain(String(new Date(0).getFullYear()))
+    } finally {
+      setLastSuccess(data["alice"]!, now() - 60)
+    }
+  })
+
   it("reads without writing anything and without a lock: a locked backup is counted, not waited for", async () => {
     const before = digestTree(server.partition)
     const dbBefore = fs.readFileSync(server.dbPath)

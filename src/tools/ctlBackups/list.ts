@@ -4,6 +4,7 @@ import { objectStoreConfigured } from "../../objectstore/settings.js"
 import type { Pending } from "../../objectstore/index.js"
 import { dataFileSize } from "../../store/index.js"
 import { localTime } from "../cFormat.js"
+import { lastSuccessOf } from "../metrics/survey.js"
 import { cyrusVerify } from "../cyrusVerify.js"
 import { openErrorCode } from "../openErrors.js"
 import type { Target } from "../targets.js"
@@ -13,7 +14,8 @@ import type { Run } from "./Run.js"
 export type ListResult =
   /**
    * `timestamp` is the last chunk's end in local time, or `[unknown]`; `size` -1 if unknown;
-   * `lastSuccess` that end in unix seconds (undefined: no chunk), for `-j` (our extension).
+   * `lastSuccess` that end in unix seconds (its start if it has none; undefined: no chunk,
+   * `lastSuccessOf`), for `-j` (our extension).
    */
   | {
     readonly _tag: "Listed"
@@ -38,13 +40,12 @@ export const listBackup = (run: Run, t: Target): Effect.Effect<ListResult> =>
       }
       const latest = yield* b.queries.latestChunk.pipe(Effect.orElseSucceed(() => undefined))
       let timestamp = "[unknown]"
-      let lastSuccess: number | undefined
       if (latest !== undefined) {
         const end = latest.tsEnd ?? 0
         if (run.args.listStale && Math.floor(Date.now() / 1000) - end < 3600 * run.args.listStale) return { _tag: "Recent" } as const
         timestamp = localTime(end)
-        lastSuccess = end
       }
+      const lastSuccess = lastSuccessOf(latest)
       const size = yield* dataFileSize(b).pipe(Effect.orElseSucceed(() => -1))
       // with object storage on: chunks and bytes not in the bucket yet (from the index alone)
       const storeOn = objectStoreConfigured(run.config)

@@ -25,7 +25,8 @@ const json = (p: Printer, o: JObject) => p.outUtf8(jsonDump(o) + "\n")
 
 /**
  * Our extension of list's and stat's JSON objects, after Cyrus's keys: `last_success` (unix
- * seconds of the last chunk's end; absent when there is none) and `stale` (no success within
+ * seconds of the last chunk's end, or of its start if it has no end; absent when there is no
+ * chunk) and `stale` (no success within
  * `backup_stale_after`, tools/metrics/survey.ts).
  */
 const withSuccess = (run: Run, o: JObject, lastSuccess: number | undefined) =>

@@ -3,6 +3,7 @@ import { Effect } from "effect"
 import { dataFileSize } from "../../store/index.js"
 import { IMAP_INTERNAL, IMAP_IOERROR, localTime } from "../cFormat.js"
 import { cyrusVerify } from "../cyrusVerify.js"
+import { lastSuccessOf } from "../metrics/survey.js"
 import { openErrorCode } from "../openErrors.js"
 import type { Target } from "../targets.js"
 import { openToolBackup } from "../ToolBackup.js"
@@ -21,7 +22,7 @@ export interface BackupStats {
   /** The last chunk's start and end, in local time, or `[unknown]`. */
   readonly lastStart: string
   readonly lastEnd: string
-  /** The last chunk's end in unix seconds (undefined: no chunk), for `-j` (our extension). */
+  /** The last chunk's end in unix seconds, as `list -j` gives it (`lastSuccessOf`), for `-j` (our extension). */
   readonly lastSuccess: number | undefined
 }
 
@@ -66,7 +67,7 @@ export const statBackup = (run: Run, t: Target): Effect.Effect<StatResult> =>
         utilisationRatio: (100.0 * compactable) / uncompressed,
         lastStart: latest === undefined ? "[unknown]" : localTime(latest.tsStart),
         lastEnd: latest === undefined ? "[unknown]" : localTime(latest.tsEnd ?? 0),
-        lastSuccess: latest === undefined ? undefined : (latest.tsEnd ?? 0)
+        lastSuccess: lastSuccessOf(latest)
       } as const
     })
   )

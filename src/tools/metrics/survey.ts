@@ -8,15 +8,19 @@
  * Whether a backup is locked comes from /proc/locks, not from trying its lock. Nothing is ever
  * written.
  *
- * "Last success" is what `ctl_backups list` shows: the end time of the backup's latest chunk
- * (advanced by every APPLY backupd acknowledges). A backup is stale when that is longer ago
- * than `backup_stale_after`, or unknown (no chunk, or an index that cannot be read).
+ * "Last success" is the end time of the backup's latest chunk (advanced by every APPLY backupd
+ * acknowledges), or its start time when the chunk has no end (a Cyrus backupd that stopped
+ * before ending it: the chunk exists only once an APPLY was committed into it). `list -j`,
+ * `stat -j`, `metrics` and `health` all take it from `lastSuccessOf`. A backup is stale when
+ * that is longer ago than `backup_stale_after`, or unknown (no chunk, or an index that cannot
+ * be read).
  */
 import { Effect, Either } from "effect"
 import * as fs from "node:fs"
 import type { CyrusConfig } from "../../config/index.js"
 import { NOTHING_PENDING, pendingInSnapshot, type Pending } from "../../objectstore/index.js"
 import { compactRequired, indexPathOf, indexSummaryOf, readIndexSnapshot, type BackupsDbError, type BackupsDbService } from "../../store/index.js"
+import { collectNow } from "../../util/bufferPacer.js"
 import { readHeldLocks, type HeldLocks } from "../../util/HeldLocks.js"
 import { listFromDb, type Target } from "../targets.js"
 
@@ -47,6 +51,10 @@ export interface SurveyOptions {
   readonly uploadPending?: boolean
 }
 
+/** The last success a backup's latest chunk proves (see the header); undefined: no chunk. */
+export const lastSuccessOf = (latest: { readonly tsStart: number; readonly tsEnd: number | null | undefined } | undefined): number | undefined =>
+  latest === undefined ? undefined : (latest.tsEnd ?? latest.tsStart)
+
 /** Stale: no success known, or the last one longer ago than `staleAfter` seconds. */
 export const isStale = (lastSuccess: number | undefined, staleAfter: number, now: number): boolean =>
   lastSuccess === undefined || now - lastSuccess > staleAfter
@@ -69,7 +77,7 @@ const readIndex = (config: CyrusConfig, indexPath: string, now: number, fileEnd:
     const latest = chunks[chunks.length - 1]
     return {
       chunks: chunks.length,
-      lastSuccess: latest === undefined ? undefined : (latest.tsEnd ?? latest.tsStart),
+      lastSuccess: lastSuccessOf(latest),
       compactionWanted: compactRequired(chunks, live, {
         minBytes: config.backupCompactMinBytes,
         maxBytes: config.backupCompactMaxBytes,
@@ -102,6 +110,14 @@ export const surveyBackup = (config: CyrusConfig, t: Target, locks: HeldLocks | 
   return { ...base, ...read.right, unreadable: undefined }
 }
 
+/**
+ * Backups surveyed between two full collections. Each index read leaves about 2.8 KB of dead
+ * objects (a closed better-sqlite3 connection, its statements and rows), which V8 promoted
+ * and kept: over 10^4 backups its heap grew to 43 MB, 16 MB of it live (peak RSS 133–139 MB
+ * with object storage configured). A collection of that heap costs 25–50 ms here.
+ */
+const SURVEY_COLLECT_EVERY = 2500
+
 /** Every backup of backups.db, in key order. */
 export const surveyAll = (
   db: BackupsDbService,
@@ -111,6 +127,12 @@ export const surveyAll = (
 ): Effect.Effect<ReadonlyArray<BackupSurvey>, BackupsDbError> =>
   Effect.flatMap(listFromDb(db, config, "all", []), (targets) => {
     const locks = readHeldLocks()
-    // one synchronous loop: no Effect per backup (10^4 of them must fit in 10 s and 128 MB)
-    return Effect.sync(() => targets.map((t) => surveyBackup(config, t, locks, now, options)))
+    // one synchronous loop: no Effect per backup (10^4 of them must fit in 10 s and 128 MB),
+    // with a full collection every SURVEY_COLLECT_EVERY backups for the dead connections
+    return Effect.sync(() =>
+      targets.map((t, i) => {
+        if (i > 0 && i % SURVEY_COLLECT_EVERY === 0) collectNow()
+        return surveyBackup(config, t, locks, now, options)
+      })
+    )
   })
