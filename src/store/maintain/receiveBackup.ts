@@ -30,11 +30,6 @@ export interface ReceiveOptions {
   readonly work: string
   /** How many bytes the data file will have. */
   readonly size: number
-  /**
-   * Members starting before this offset are not the file's last one (a pull knows where its
-   * last chunk starts): their data SHA-1 needs no resumable state (see RebuildOptions).
-   */
-  readonly lastMemberFrom?: number
 }
 
 export interface BackupReceiver {
@@ -201,8 +196,7 @@ export const receiveBackup = (options: ReceiveOptions): Effect.Effect<BackupRece
         rebuildIndex({ fd, path: work }, sql, workIndex, {
           size,
           gate,
-          fileSha1: { digestAt: (o) => noted.get(o), stateOfWhole: () => (taken === size ? stateToHex(saveState(fileHash)) : undefined) },
-          ...(options.lastMemberFrom === undefined ? {} : { nativeDataSha1Before: options.lastMemberFrom })
+          fileSha1: { digestAt: (o) => noted.get(o), stateOfWhole: () => (taken === size ? stateToHex(saveState(fileHash)) : undefined) }
         })
       )
     ).pipe(

@@ -30,7 +30,7 @@ import { indexApply } from "../index/apply.js"
 import { indexError, inTransaction, openIndexDb, run, type Sql } from "../index/db.js"
 import { fileSize, inflateMember, readExact, readRange, type ReadGate } from "../format/memberReader.js"
 import { walkChunk, type ChunkLine } from "../format/chunkLines.js"
-import { newSha1, peekDigest, saveState, stateToHex, type Sha1 } from "../format/sha1State.js"
+import { newSha1, peekDigest, saveState, stateToHex } from "../format/sha1State.js"
 import { item } from "../../protocol/dlist/value.js"
 
 /** Damage found in the data file: `offset` is the byte offset (in the file) of the member. */
@@ -130,30 +130,16 @@ export interface RebuildOptions {
     readonly digestAt: (offset: number) => string | undefined
     readonly stateOfWhole: () => string | undefined
   }
-  /**
-   * Members starting before this offset cannot end the file, so their data SHA-1 needs no
-   * saved state: node's native SHA-1 is used (about three times faster). Default 0: all
-   * members hashed resumably. A member that ends the file after all is hashed again.
-   */
-  readonly nativeDataSha1Before?: number
 }
 
-/** The running SHA-1 of a chunk's data: resumable (its state is kept) or native. */
-interface DataSha1 {
-  readonly update: (b: Uint8Array) => void
-  readonly digest: () => string
-  /** The hash-wasm state (hex), or undefined for a native hash. */
-  readonly state: () => string | undefined
-}
-
-const resumableSha1 = (h: Sha1): DataSha1 => {
-  h.init()
-  return { update: (b) => void h.update(b), digest: () => peekDigest(h), state: () => stateToHex(saveState(h)) }
-}
-
-const nativeSha1 = (): DataSha1 => {
+/**
+ * A chunk's running data SHA-1: node's native hash. Its state is never needed again: a chunk
+ * left last in the file is sealed, never continued, by the next writer (BackupWriter.ts), so
+ * the index's data_sha1_state holds the digest, as the writer's does.
+ */
+const dataSha1 = () => {
   const h = createHash("sha1")
-  return { update: (b) => void h.update(b), digest: () => h.copy().digest("hex"), state: () => undefined }
+  return { update: (b: Uint8Array) => void h.update(b), digest: () => h.copy().digest("hex") }
 }
 
 /**
@@ -172,7 +158,6 @@ export const rebuildIndex = (
     const problems: Array<ReindexProblem> = []
     const rejected: Array<ReindexRejection> = []
     const fileHash = yield* newSha1
-    const resumable = yield* newSha1
     let hashedTo = 0
     const hashFileTo = (offset: number) =>
       Effect.tryPromise({
@@ -192,7 +177,7 @@ export const rebuildIndex = (
     let chunks = 0
     let lines = 0
     let maxTs = 0
-    let last: { chunkId: number; offset: number; end: number; length: number; crc: number; dataState: string | undefined } | undefined
+    let last: { chunkId: number; offset: number; end: number; length: number; crc: number; dataDigest: string } | undefined
 
     let offset = 0
     while (offset < size) {
@@ -206,7 +191,7 @@ export const rebuildIndex = (
       }
       const fileSha1 = yield* fileSha1At(offset)
       const memberOffset = offset
-      const dataHash = memberOffset < (options.nativeDataSha1Before ?? 0) ? nativeSha1() : resumableSha1(resumable)
+      const dataHash = dataSha1()
       let crc = 0
       let chunkId: number | null = null
       let lastTs = 0
@@ -273,7 +258,7 @@ export const rebuildIndex = (
       if (m.complete && m.crc32 !== undefined && (m.crc32 !== crc >>> 0 || m.isize !== walk.length % 0x100000000)) {
         problems.push({ offset: memberOffset, message: `gzip trailer mismatch for the member at offset ${memberOffset}` })
       }
-      if (chunkId !== null) last = { chunkId, offset: memberOffset, end: m.end, length: walk.length, crc, dataState: dataHash.state() }
+      if (chunkId !== null) last = { chunkId, offset: memberOffset, end: m.end, length: walk.length, crc, dataDigest: dataHash.digest() }
       if (!m.complete || m.crc32 === undefined) {
         // A member cut short (a crashed writer): what it held is indexed, nothing can follow it.
         if (m.end < size) problems.push({ offset: memberOffset, message: `gzip member at offset ${memberOffset} has no end; ${size - m.end} bytes after it ignored` })
@@ -286,14 +271,6 @@ export const rebuildIndex = (
     // so the next append needs no re-hash (otherwise it rebuilds the state itself).
     if (problems.length === 0 && last !== undefined && last.end === size) {
       const lastChunk = last
-      // a member hashed natively after all (nativeDataSha1Before was wrong): once more, resumably
-      const dataState =
-        lastChunk.dataState ??
-        (yield* Effect.gen(function*() {
-          const h = resumableSha1(resumable)
-          yield* walkChunk<never, never>(file.fd, lastChunk.offset, undefined, h.update, undefined, gate === undefined ? {} : { gate })
-          return h.state()!
-        }))
       const noted = options.fileSha1?.stateOfWhole()
       const fileState = noted ?? (yield* Effect.map(hashFileTo(size), () => stateToHex(saveState(fileHash))))
       yield* inTransaction(
@@ -305,7 +282,7 @@ export const rebuildIndex = (
           endOffset: size,
           length: lastChunk.length,
           crc: lastChunk.crc,
-          dataState,
+          dataState: lastChunk.dataDigest,
           fileState,
           lastTs: maxTs
         })

@@ -52,10 +52,9 @@ const pullUser = (run: Run, store: ObjectStoreShape, partitions: PartitionsServi
     if (fs.existsSync(target)) return yield* Effect.fail(local(new Error("exists; not overwriting it")))
     // one pass: the store writes the data file and indexes it as the bytes arrive
     const size = m.chunks.reduce((n, c) => Math.max(n, c.offset + c.size), 0)
-    const lastChunk = m.chunks[m.chunks.length - 1]
     const restored = yield* Effect.scoped(
       Effect.gen(function*() {
-        const receiver = yield* receiveBackup({ target, work: `${target}.pull`, size, ...(lastChunk === undefined ? {} : { lastMemberFrom: lastChunk.offset }) }).pipe(Effect.mapError(local))
+        const receiver = yield* receiveBackup({ target, work: `${target}.pull`, size }).pipe(Effect.mapError(local))
         yield* store.restoreInto(m, receiver)
         return yield* receiver.complete.pipe(Effect.mapError(local))
       })
