@@ -67,7 +67,8 @@ export const resolveEpoch = (explicit) => {
  * Two esbuild plugins make the bundle independent of node_modules at run time.
  *
  * `nativeAddons`: every `*.node` require becomes an external require of
- * `../build/Release/<name>` (resolved next to the bundle by the banner's `require`), and the
+ * `../build/Release/<name>` (resolved next to the bundle by the banner's `require`; for the
+ * bundles of `npm run build`, `checkoutAddons`, the addon's file in the checkout), and the
  * `bindings` package, which better-sqlite3 uses to search for its addon, is replaced by a
  * direct require of that file. An addon we do not ship fails the build instead of the program.
  *
@@ -76,7 +77,7 @@ export const resolveEpoch = (explicit) => {
  * so that the package is bundled. It also writes the `"use strict"` that tsconfig's `strict`
  * would add, which esbuild does not apply to the files pureSources (below) resolved.
  */
-const nativeAddons = {
+const nativeAddonsTo = (addonPath) => ({
   name: "native-addons",
   setup(build) {
     build.onResolve({ filter: /^bindings$/ }, (args) =>
@@ -96,10 +97,12 @@ const nativeAddons = {
     build.onResolve({ filter: /\.node$/ }, (args) => {
       const name = path.basename(args.path)
       if (!(name in NATIVE_ADDONS)) return { errors: [{ text: `native addon ${args.path} is not shipped in the release` }] }
-      return { path: `../build/Release/${name}`, external: true }
+      return { path: addonPath(name), external: true }
     })
   }
-}
+})
+
+const nativeAddons = nativeAddonsTo((name) => `../build/Release/${name}`)
 
 const RUNTIME_REQUIRE = /createRequire\(import\.meta\.url\)\((["'])([^"'./][^"']*)\1\)/g
 
@@ -219,6 +222,19 @@ const pureSources = {
   }
 }
 
+/**
+ * The bundles of `npm run build` (dist/bundle/) load the addons where npm and node-gyp built
+ * them, by a path relative to the bundle. Their JavaScript (better-sqlite3's, fs-ext's) is
+ * bundled as in the release: left to node's module loader, resolving the packages, reading
+ * their package.json and compiling some 15 files without a code cache was part of every
+ * start of a tool that opens an index (docs/benchmarks.md, start-up).
+ */
+const checkoutAddons = (outdir) =>
+  nativeAddonsTo((name) => {
+    const rel = path.relative(path.resolve(repoRoot, outdir), path.join(repoRoot, NATIVE_ADDONS[name])).split(path.sep).join("/")
+    return rel.startsWith(".") ? rel : `./${rel}`
+  })
+
 /** Refuses a node older than 20 (EX_UNAVAILABLE) before anything else runs. */
 const NODE_CHECK = [
   'if (Number(process.versions.node.split(".")[0]) < 20) {',
@@ -241,7 +257,8 @@ const BANNER = [
  * code cache. `import.meta.url` becomes the bundle's own file URL, `import()` a lazy require:
  * what a session does not need (the store's writer and SQLite, TLS) is only initialised on
  * first use. `release: true` ships the native addons next to the bundle (build/Release), else
- * they are loaded from node_modules as in a checkout.
+ * they are loaded from where the checkout built them (`checkoutAddons`); their packages'
+ * JavaScript is bundled either way.
  */
 export const programBundleOptions = (entryPoints, outdir, { release }) => ({
   absWorkingDir: repoRoot,
@@ -267,9 +284,7 @@ export const programBundleOptions = (entryPoints, outdir, { release }) => ({
     ].join("\n")
   },
   footer: { js: "})" },
-  ...(release
-    ? { plugins: [pureSources, nativeAddons, staticRequires] }
-    : { plugins: [pureSources, staticRequires], external: ["better-sqlite3", "fs-ext"] }),
+  plugins: [pureSources, release ? nativeAddons : checkoutAddons(outdir), staticRequires],
   legalComments: "none",
   sourcemap: false,
   metafile: true,

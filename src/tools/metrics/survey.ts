@@ -47,10 +47,6 @@ export interface SurveyOptions {
   readonly uploadPending?: boolean
 }
 
-/** Stale: no success known, or the last one longer ago than `staleAfter` seconds. */
-export const isStale = (lastSuccess: number | undefined, staleAfter: number, now: number): boolean =>
-  lastSuccess === undefined || now - lastSuccess > staleAfter
-
 const statOf = (p: string): fs.Stats | undefined => {
   try {
     return fs.statSync(p)
