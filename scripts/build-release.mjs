@@ -12,6 +12,7 @@
  *   backupd ctl_backups cyr_backup restore   wrappers: exec node lib/<program>.cjs
  *   lib/<program>.cjs                        entry: runs the bundle through lib/load.cjs
  *   lib/<program>.bundle.cjs                 the bundles (programBundles, below)
+ *   lib/<package>.vendor.cjs                 the lazily loaded packages (VENDOR_PACKAGES)
  *   lib/load.cjs                             the loader (bin/load.cjs): V8 code cache
  *   build/Release/{better_sqlite3,fs_ext,posix}.node
  *   package.json build-info.json SHA256SUMS
@@ -235,6 +236,33 @@ const checkoutAddons = (outdir) =>
     return rel.startsWith(".") ? rel : `./${rel}`
   })
 
+/**
+ * The packages that only object storage and `ctl_backups metrics` use, each imported lazily
+ * (`import()`) by src/objectstore/s3.ts, age.ts and src/tools/metrics/exposition.ts: bundled as
+ * files of their own next to the program bundles (`<name>.vendor.cjs`, `vendorBundles`), which
+ * the programs `require` on first use. In the program bundle they were more than half of its
+ * bytes (the AWS SDK alone some 700 KB), read, held as a string and given a place in the code
+ * cache at every start of every program. They share nothing with the programs (no effect, none
+ * of src/), so a second copy of one of their dependencies is harmless.
+ */
+export const VENDOR_PACKAGES = ["@aws-sdk/client-s3", "age-encryption", "prom-client"]
+
+/** `@aws-sdk/client-s3` → `aws-sdk-client-s3.vendor.cjs` */
+export const vendorFile = (pkg) => `${pkg.replace(/^@/, "").replace(/\//g, "-")}.vendor.cjs`
+
+const VENDOR_IMPORT = new RegExp(`^(${VENDOR_PACKAGES.map((p) => p.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("|")})$`)
+
+const vendorPackages = {
+  name: "vendor-packages",
+  setup(build) {
+    build.onResolve({ filter: VENDOR_IMPORT }, (args) =>
+      args.kind === "dynamic-import"
+        ? { path: `./${vendorFile(args.path)}`, external: true }
+        : { errors: [{ text: `${args.path} is imported statically by ${args.importer}: only import() of it is supported (VENDOR_PACKAGES)` }] }
+    )
+  }
+}
+
 /** Refuses a node older than 20 (EX_UNAVAILABLE) before anything else runs. */
 const NODE_CHECK = [
   'if (Number(process.versions.node.split(".")[0]) < 20) {',
@@ -284,7 +312,7 @@ export const programBundleOptions = (entryPoints, outdir, { release }) => ({
     ].join("\n")
   },
   footer: { js: "})" },
-  plugins: [pureSources, release ? nativeAddons : checkoutAddons(outdir), staticRequires],
+  plugins: [pureSources, vendorPackages, release ? nativeAddons : checkoutAddons(outdir), staticRequires],
   legalComments: "none",
   sourcemap: false,
   metafile: true,
@@ -292,14 +320,38 @@ export const programBundleOptions = (entryPoints, outdir, { release }) => ({
   write: false
 })
 
-/** Builds the four program bundles; resolves with esbuild's output files (throws on warnings). */
-export const programBundles = async (outdir, { release }) => {
-  const result = await esbuild.build(programBundleOptions(PROGRAMS.map((p) => `src/bin/${p}.ts`), outdir, { release }))
+/** The bundles of VENDOR_PACKAGES: one minified CommonJS file each, exporting the package's named exports. */
+export const vendorBundleOptions = (pkg, outdir) => ({
+  absWorkingDir: repoRoot,
+  // resolved as the program's `import()` resolved it (the package's "import" condition)
+  stdin: { contents: `export * from ${JSON.stringify(pkg)}`, resolveDir: repoRoot, loader: "js", sourcefile: `vendor:${pkg}` },
+  outfile: path.join(outdir, vendorFile(pkg)),
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node20",
+  minify: true,
+  charset: "ascii",
+  legalComments: "none",
+  sourcemap: false,
+  logLevel: "silent",
+  write: false
+})
+
+const checkWarnings = async (result) => {
   if (result.warnings.length > 0) {
     const text = await esbuild.formatMessages(result.warnings, { kind: "warning" })
     throw new ReleaseError(`esbuild warnings:\n${text.join("\n")}`)
   }
   return result.outputFiles
+}
+
+/** Builds the four program bundles and the vendor bundles; resolves with esbuild's output files (throws on warnings). */
+export const programBundles = async (outdir, { release }) => {
+  const programs = await checkWarnings(await esbuild.build(programBundleOptions(PROGRAMS.map((p) => `src/bin/${p}.ts`), outdir, { release })))
+  const vendors = []
+  for (const pkg of VENDOR_PACKAGES) vendors.push(...(await checkWarnings(await esbuild.build(vendorBundleOptions(pkg, outdir)))))
+  return [...programs, ...vendors]
 }
 
 /** The release's entry for `program`: runs its bundle through the loader. */
