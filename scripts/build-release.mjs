@@ -288,18 +288,15 @@ const BANNER = [
  * they are loaded from where the checkout built them (`checkoutAddons`); their packages'
  * JavaScript is bundled either way.
  */
+/** What the program and vendor bundles share: minified CommonJS for node 20, ASCII only. */
+const minifiedCjs = { absWorkingDir: repoRoot, bundle: true, platform: "node", format: "cjs", target: "node20", minify: true, charset: "ascii" }
+
 export const programBundleOptions = (entryPoints, outdir, { release }) => ({
-  absWorkingDir: repoRoot,
+  ...minifiedCjs,
   entryPoints,
   outdir,
   entryNames: "[name]",
   outExtension: { ".js": ".bundle.cjs" },
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  target: "node20",
-  minify: true,
-  charset: "ascii",
   supported: { "dynamic-import": false },
   // hash-wasm's "main" is a UMD file of every algorithm; its ES module lets esbuild keep SHA-1 only
   alias: { "hash-wasm": "hash-wasm/dist/index.esm.js" },
@@ -322,16 +319,10 @@ export const programBundleOptions = (entryPoints, outdir, { release }) => ({
 
 /** The bundles of VENDOR_PACKAGES: one minified CommonJS file each, exporting the package's named exports. */
 export const vendorBundleOptions = (pkg, outdir) => ({
-  absWorkingDir: repoRoot,
+  ...minifiedCjs,
   // resolved as the program's `import()` resolved it (the package's "import" condition)
   stdin: { contents: `export * from ${JSON.stringify(pkg)}`, resolveDir: repoRoot, loader: "js", sourcefile: `vendor:${pkg}` },
   outfile: path.join(outdir, vendorFile(pkg)),
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  target: "node20",
-  minify: true,
-  charset: "ascii",
   legalComments: "none",
   sourcemap: false,
   logLevel: "silent",
