@@ -1,8 +1,8 @@
 /**
  * V8 code caches for the program bundles (see bin/load.cjs): made by running each program once
- * with CYRUS_BACKUPD_WRITE_CODE_CACHE=1, doing what a short run does: backupd serves a `-X`
- * session (GET USER of a user without a backup, EXIT), ctl_backups lists the backups and
- * cyr_backup the chunks of a one-message backup (stored by backupd first, without a cache:
+ * with CYRUS_BACKUPD_WRITE_CODE_CACHE=1, doing what a short run does: on a one-message backup
+ * (stored by backupd first, without a cache), backupd serves a `-X` session (GET USER of its
+ * user, which opens it, EXIT), ctl_backups lists the backups and cyr_backup the chunks (
  * a tool's run opens the backup, its index and verifies it, and the functions of that path
  * were otherwise compiled at every start), restore prints its version. The functions those
  * runs compiled are then deserialized instead of compiled at every start. Used by
@@ -44,7 +44,7 @@ export const shebangOf = (program) =>
 /** The arguments and standard input of the run that makes each program's code cache. */
 const trainingRun = (program, conf) =>
   ({
-    backupd: { args: ["-C", conf, "-X"], input: "GET USER cachetraining\r\nEXIT\r\n" },
+    backupd: { args: ["-C", conf, "-X"], input: `GET USER ${TRAINING_USER}\r\nEXIT\r\n` },
     ctl_backups: { args: ["-C", conf, "list"], input: "" },
     cyr_backup: { args: ["-C", conf, "-u", TRAINING_USER, "list", "chunks"], input: "" },
     restore: { args: ["--version"], input: "" }
