@@ -2,9 +2,9 @@
  * V8 code caches for the program bundles (see bin/load.cjs): made by running each program once
  * with CYRUS_BACKUPD_WRITE_CODE_CACHE=1, doing what a short run does: on a one-message backup
  * (stored by backupd first, without a cache), backupd serves a `-X` session (GET USER of its
- * user, which opens it, EXIT), ctl_backups lists the backups and cyr_backup the chunks (
- * a tool's run opens the backup, its index and verifies it, and the functions of that path
- * were otherwise compiled at every start), restore prints its version. The functions those
+ * user, which opens it, EXIT), ctl_backups lists the backups and cyr_backup the chunks (a
+ * tool's run opens the backup, its index and verifies it, and the functions of that path were
+ * otherwise compiled at every start), restore prints its version. The functions those
  * runs compiled are then deserialized instead of compiled at every start. Used by
  * `npm run build` (scripts/build-bundles.mjs) and by the install step (scripts/install-prefix.mjs),
  * with the node that will run them: a cache is only good for the V8 that made it.
