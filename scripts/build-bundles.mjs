@@ -2,7 +2,8 @@
 /**
  * The second half of `npm run build` (after tsc): the program bundles that bin/* run, in
  * dist/bundle/ — the same bundles as the release's (scripts/build-release.mjs, programBundles),
- * except that the native addons are loaded from node_modules — and their V8 code caches
+ * except that the native addons' .node files are loaded from where the checkout built them
+ * (node_modules/, build/Release/) — and their V8 code caches
  * (scripts/code-cache.mjs).
  *
  *   node scripts/build-bundles.mjs [--out DIR]

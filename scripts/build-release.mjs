@@ -12,6 +12,7 @@
  *   backupd ctl_backups cyr_backup restore   wrappers: exec node lib/<program>.cjs
  *   lib/<program>.cjs                        entry: runs the bundle through lib/load.cjs
  *   lib/<program>.bundle.cjs                 the bundles (programBundles, below)
+ *   lib/<package>.vendor.cjs                 the lazily loaded packages (VENDOR_PACKAGES)
  *   lib/load.cjs                             the loader (bin/load.cjs): V8 code cache
  *   build/Release/{better_sqlite3,fs_ext,posix}.node
  *   package.json build-info.json SHA256SUMS
@@ -67,7 +68,8 @@ export const resolveEpoch = (explicit) => {
  * Two esbuild plugins make the bundle independent of node_modules at run time.
  *
  * `nativeAddons`: every `*.node` require becomes an external require of
- * `../build/Release/<name>` (resolved next to the bundle by the banner's `require`), and the
+ * `../build/Release/<name>` (resolved next to the bundle by the banner's `require`; for the
+ * bundles of `npm run build`, `checkoutAddons`, the addon's file in the checkout), and the
  * `bindings` package, which better-sqlite3 uses to search for its addon, is replaced by a
  * direct require of that file. An addon we do not ship fails the build instead of the program.
  *
@@ -76,7 +78,7 @@ export const resolveEpoch = (explicit) => {
  * so that the package is bundled. It also writes the `"use strict"` that tsconfig's `strict`
  * would add, which esbuild does not apply to the files pureSources (below) resolved.
  */
-const nativeAddons = {
+const nativeAddonsTo = (addonPath) => ({
   name: "native-addons",
   setup(build) {
     build.onResolve({ filter: /^bindings$/ }, (args) =>
@@ -96,10 +98,12 @@ const nativeAddons = {
     build.onResolve({ filter: /\.node$/ }, (args) => {
       const name = path.basename(args.path)
       if (!(name in NATIVE_ADDONS)) return { errors: [{ text: `native addon ${args.path} is not shipped in the release` }] }
-      return { path: `../build/Release/${name}`, external: true }
+      return { path: addonPath(name), external: true }
     })
   }
-}
+})
+
+const nativeAddons = nativeAddonsTo((name) => `../build/Release/${name}`)
 
 const RUNTIME_REQUIRE = /createRequire\(import\.meta\.url\)\((["'])([^"'./][^"']*)\1\)/g
 
@@ -219,6 +223,46 @@ const pureSources = {
   }
 }
 
+/**
+ * The bundles of `npm run build` (dist/bundle/) load the addons where npm and node-gyp built
+ * them, by a path relative to the bundle. Their JavaScript (better-sqlite3's, fs-ext's) is
+ * bundled as in the release: left to node's module loader, resolving the packages, reading
+ * their package.json and compiling some 15 files without a code cache was part of every
+ * start of a tool that opens an index (docs/benchmarks.md, start-up).
+ */
+const checkoutAddons = (outdir) =>
+  nativeAddonsTo((name) => {
+    const rel = path.relative(path.resolve(repoRoot, outdir), path.join(repoRoot, NATIVE_ADDONS[name])).split(path.sep).join("/")
+    return rel.startsWith(".") ? rel : `./${rel}`
+  })
+
+/**
+ * The packages that only object storage and `ctl_backups metrics` use, each imported lazily
+ * (`import()`) by src/objectstore/s3.ts, age.ts and src/tools/metrics/exposition.ts: bundled as
+ * files of their own next to the program bundles (`<name>.vendor.cjs`, `vendorBundles`), which
+ * the programs `require` on first use. In the program bundle they were more than half of its
+ * bytes (the AWS SDK alone some 700 KB), read, held as a string and given a place in the code
+ * cache at every start of every program. They share nothing with the programs (no effect, none
+ * of src/), so a second copy of one of their dependencies is harmless.
+ */
+export const VENDOR_PACKAGES = ["@aws-sdk/client-s3", "age-encryption", "prom-client"]
+
+/** `@aws-sdk/client-s3` → `aws-sdk-client-s3.vendor.cjs` */
+export const vendorFile = (pkg) => `${pkg.replace(/^@/, "").replace(/\//g, "-")}.vendor.cjs`
+
+const VENDOR_IMPORT = new RegExp(`^(${VENDOR_PACKAGES.map((p) => p.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("|")})$`)
+
+const vendorPackages = {
+  name: "vendor-packages",
+  setup(build) {
+    build.onResolve({ filter: VENDOR_IMPORT }, (args) =>
+      args.kind === "dynamic-import"
+        ? { path: `./${vendorFile(args.path)}`, external: true }
+        : { errors: [{ text: `${args.path} is imported statically by ${args.importer}: only import() of it is supported (VENDOR_PACKAGES)` }] }
+    )
+  }
+}
+
 /** Refuses a node older than 20 (EX_UNAVAILABLE) before anything else runs. */
 const NODE_CHECK = [
   'if (Number(process.versions.node.split(".")[0]) < 20) {',
@@ -241,20 +285,18 @@ const BANNER = [
  * code cache. `import.meta.url` becomes the bundle's own file URL, `import()` a lazy require:
  * what a session does not need (the store's writer and SQLite, TLS) is only initialised on
  * first use. `release: true` ships the native addons next to the bundle (build/Release), else
- * they are loaded from node_modules as in a checkout.
+ * they are loaded from where the checkout built them (`checkoutAddons`); their packages'
+ * JavaScript is bundled either way.
  */
+/** What the program and vendor bundles share: minified CommonJS for node 20, ASCII only. */
+const minifiedCjs = { absWorkingDir: repoRoot, bundle: true, platform: "node", format: "cjs", target: "node20", minify: true, charset: "ascii" }
+
 export const programBundleOptions = (entryPoints, outdir, { release }) => ({
-  absWorkingDir: repoRoot,
+  ...minifiedCjs,
   entryPoints,
   outdir,
   entryNames: "[name]",
   outExtension: { ".js": ".bundle.cjs" },
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  target: "node20",
-  minify: true,
-  charset: "ascii",
   supported: { "dynamic-import": false },
   // hash-wasm's "main" is a UMD file of every algorithm; its ES module lets esbuild keep SHA-1 only
   alias: { "hash-wasm": "hash-wasm/dist/index.esm.js" },
@@ -267,9 +309,7 @@ export const programBundleOptions = (entryPoints, outdir, { release }) => ({
     ].join("\n")
   },
   footer: { js: "})" },
-  ...(release
-    ? { plugins: [pureSources, nativeAddons, staticRequires] }
-    : { plugins: [pureSources, staticRequires], external: ["better-sqlite3", "fs-ext"] }),
+  plugins: [pureSources, vendorPackages, release ? nativeAddons : checkoutAddons(outdir), staticRequires],
   legalComments: "none",
   sourcemap: false,
   metafile: true,
@@ -277,14 +317,32 @@ export const programBundleOptions = (entryPoints, outdir, { release }) => ({
   write: false
 })
 
-/** Builds the four program bundles; resolves with esbuild's output files (throws on warnings). */
-export const programBundles = async (outdir, { release }) => {
-  const result = await esbuild.build(programBundleOptions(PROGRAMS.map((p) => `src/bin/${p}.ts`), outdir, { release }))
+/** The bundles of VENDOR_PACKAGES: one minified CommonJS file each, exporting the package's named exports. */
+export const vendorBundleOptions = (pkg, outdir) => ({
+  ...minifiedCjs,
+  // resolved as the program's `import()` resolved it (the package's "import" condition)
+  stdin: { contents: `export * from ${JSON.stringify(pkg)}`, resolveDir: repoRoot, loader: "js", sourcefile: `vendor:${pkg}` },
+  outfile: path.join(outdir, vendorFile(pkg)),
+  legalComments: "none",
+  sourcemap: false,
+  logLevel: "silent",
+  write: false
+})
+
+const checkWarnings = async (result) => {
   if (result.warnings.length > 0) {
     const text = await esbuild.formatMessages(result.warnings, { kind: "warning" })
     throw new ReleaseError(`esbuild warnings:\n${text.join("\n")}`)
   }
   return result.outputFiles
+}
+
+/** Builds the four program bundles and the vendor bundles; resolves with esbuild's output files (throws on warnings). */
+export const programBundles = async (outdir, { release }) => {
+  const programs = await checkWarnings(await esbuild.build(programBundleOptions(PROGRAMS.map((p) => `src/bin/${p}.ts`), outdir, { release })))
+  const vendors = []
+  for (const pkg of VENDOR_PACKAGES) vendors.push(...(await checkWarnings(await esbuild.build(vendorBundleOptions(pkg, outdir)))))
+  return [...programs, ...vendors]
 }
 
 /** The release's entry for `program`: runs its bundle through the loader. */

@@ -21,7 +21,7 @@
  * made, so the main context has no `gc` global and the flags a V8 code cache is checked against
  * are the same before and after (bin/load.cjs).
  */
-import * as v8 from "node:v8"
+import { createRequire } from "node:module"
 import * as vm from "node:vm"
 
 /** Bytes of fresh buffers after which a collection is started. */
@@ -36,6 +36,8 @@ let collections = 0
 
 const collector = (): Collect | null => {
   if (collect !== undefined) return collect
+  // node:v8 (which loads node's heap utilities, promise hooks, ...) only when a collection is due
+  const v8 = createRequire(import.meta.url)("node:v8") as typeof import("node:v8")
   try {
     v8.setFlagsFromString("--expose-gc")
     const gc: unknown = vm.runInNewContext("gc")

@@ -24,7 +24,6 @@ import { backupsDbLayer, configFailure, loadConfig, runTool, toolMain, type Tool
 import { ctlBackupsUsage } from "../usageTexts.js"
 import { parseCtlArgs, type CtlArgs } from "./args.js"
 import { listBackup } from "./list.js"
-import { lockExitCode, lockOne } from "./lock.js"
 import {
   printCompact,
   printDbUnreadable,
@@ -63,6 +62,8 @@ const deleteModule = lazy(() => import("./delete.js"))
 const moveModule = lazy(() => import("./move.js"))
 const reindexModule = lazy(() => import("./reindex.js"))
 const healthModule = lazy(() => import("./health.js"))
+// lock runs children (sqlite3, a shell): node:child_process is loaded with it
+const lockModule = lazy(() => import("./lock.js"))
 
 /** One command on one backup: run, print, and the code the loop goes on with (non-zero stops it). */
 type One = (run: Run, t: Target) => Effect.Effect<number>
@@ -93,11 +94,13 @@ const perBackup = (args: CtlArgs): One | undefined => {
         })
     case "lock":
       return (run, t) =>
-        Effect.map(lockOne(run, t), (r) => {
-          const code = lockExitCode(r)
-          if (code !== 0) run.skipsFails++
-          return code
-        })
+        Effect.flatMap(lockModule, ({ lockExitCode, lockOne }) =>
+          Effect.map(lockOne(run, t), (r) => {
+            const code = lockExitCode(r)
+            if (code !== 0) run.skipsFails++
+            return code
+          })
+        )
     case "delete":
       return (run, t) => Effect.flatMap(Effect.flatMap(deleteModule, ({ deleteOne }) => deleteOne(run, t)), (code) => after(printStatus(run, "delete", t, code), () => settle(run, code)))
     case "move": {

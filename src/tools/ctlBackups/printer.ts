@@ -7,7 +7,7 @@
 import { Effect } from "effect"
 import { errorMessage, fixed6_1, IMAP_MAILBOX_LOCKED } from "../cFormat.js"
 import { JObject, jreal, jsonDump, jstring } from "../jansson.js"
-import { isStale } from "../metrics/survey.js"
+import { isStale } from "../metrics/stale.js"
 import type { Target } from "../targets.js"
 import type { Printer } from "../ToolIo.js"
 import type { CompactResult } from "./compact.js"

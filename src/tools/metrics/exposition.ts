@@ -6,7 +6,8 @@
  */
 import { Effect } from "effect"
 import { COUNTER_METRICS, type Counters } from "../../telemetry/Counters.js"
-import { isStale, type BackupSurvey } from "./survey.js"
+import { isStale } from "./stale.js"
+import type { BackupSurvey } from "./survey.js"
 
 /** Upper bounds (seconds) of `cyrus_backup_success_age_seconds`. */
 export const AGE_BUCKETS: ReadonlyArray<number> = [3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 3 * 86400, 7 * 86400, 14 * 86400, 30 * 86400]

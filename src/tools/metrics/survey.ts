@@ -21,6 +21,7 @@ import type { CyrusConfig } from "../../config/index.js"
 import { NOTHING_PENDING, pendingInSnapshot, type Pending } from "../../objectstore/index.js"
 import { compactRequired, indexPathOf, indexSummaryOf, readIndexSnapshot, type BackupsDbError, type BackupsDbService } from "../../store/index.js"
 import { collectNow } from "../../util/bufferPacer.js"
+import { lastSuccessOf } from "./stale.js"
 import { readHeldLocks, type HeldLocks } from "../../util/HeldLocks.js"
 import { listFromDb, type Target } from "../targets.js"
 
@@ -50,14 +51,6 @@ export interface SurveyOptions {
   /** Also read each backup's upload state (object storage is configured). */
   readonly uploadPending?: boolean
 }
-
-/** The last success a backup's latest chunk proves (see the header); undefined: no chunk. */
-export const lastSuccessOf = (latest: { readonly tsStart: number; readonly tsEnd: number | null | undefined } | undefined): number | undefined =>
-  latest === undefined ? undefined : (latest.tsEnd ?? latest.tsStart)
-
-/** Stale: no success known, or the last one longer ago than `staleAfter` seconds. */
-export const isStale = (lastSuccess: number | undefined, staleAfter: number, now: number): boolean =>
-  lastSuccess === undefined || now - lastSuccess > staleAfter
 
 const statOf = (p: string): fs.Stats | undefined => {
   try {
