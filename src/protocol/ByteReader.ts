@@ -332,6 +332,32 @@ export class ByteReader {
   }
 
   /**
+   * `readInto` for a synchronous sink: the buffered bytes are handed over in a plain loop, and
+   * an Effect step is taken only when the buffer runs dry and must be filled (once per source
+   * chunk, not per piece). Each chunk is only valid during the call; bytes are consumed first.
+   */
+  readIntoSync(n: number, sink: (chunk: Uint8Array) => void): Effect.Effect<void, ByteSourceError | UnexpectedEof> {
+    let left = n
+    const loop = (): Effect.Effect<void, ByteSourceError | UnexpectedEof> => {
+      while (left > 0) {
+        const have = this.end - this.start
+        if (have === 0) {
+          return Effect.flatMap(this.fill, (more) =>
+            more ? loop() : Effect.fail(new UnexpectedEof({ position: this.position, missing: left }))
+          )
+        }
+        const take = have < left ? have : left
+        const chunk = this.buf.subarray(this.start, this.start + take)
+        this.consume(take)
+        left -= take
+        sink(chunk)
+      }
+      return Effect.void
+    }
+    return Effect.suspend(loop)
+  }
+
+  /**
    * Hand over the buffered, unconsumed bytes (e.g. the first compressed bytes after
    * `COMPRESS DEFLATE`); the reader is left empty. Use with `switchSource`.
    */

@@ -19,7 +19,7 @@ import type { AuthenticatorShape, AuthStep } from "../auth/index.js"
 import { ByteReader, ByteSourceError, EOF, byteClass, type ByteSource, type TokenTooLong } from "../protocol/ByteReader.js"
 import type { DlistParseError } from "../protocol/dlist/errors.js"
 import type { ParseOptions } from "../protocol/dlist/parse.js"
-import type { Connection } from "../transport/Connection.js"
+import { ConnectionError, IDLE_TIMEOUT_MESSAGE, type Connection } from "../transport/Connection.js"
 import type { StopReason } from "./StopReason.js"
 import { toReply } from "./answers.js"
 import { eatLine, readCommand, type ItemRefused, type LineRejected } from "./commandReader.js"
@@ -93,11 +93,18 @@ const sessionLoop = (deps: SessionDeps, tapped: TappedConnection): Effect.Effect
     const state: State = { userid: undefined, compressed: false, tlsDone: conn.tlsActive }
     const timeoutMs = Math.max(3000, Duration.toMillis(settings.syncTimeout))
 
-    const source: ByteSource = conn.read.pipe(
-      Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new ByteSourceError({ cause: "idle for too long" }) }),
-      Effect.map(Option.getOrNull),
-      Effect.mapError((e) => (e instanceof ByteSourceError ? e : new ByteSourceError({ cause: e.message })))
-    )
+    // A transport that times its own waits arms a timer only when a read waits; else every read
+    // is raced against one (a fiber and a timer per chunk).
+    const timed =
+      conn.setIdleTimeout !== undefined
+        ? (conn.setIdleTimeout(timeoutMs), conn.read)
+        : conn.read.pipe(
+            Effect.timeoutFail({ duration: Duration.millis(timeoutMs), onTimeout: () => new ConnectionError({ message: IDLE_TIMEOUT_MESSAGE }) })
+          )
+    const source: ByteSource = Effect.mapBoth(timed, {
+      onFailure: (e) => new ByteSourceError({ cause: e.message }),
+      onSuccess: Option.getOrNull
+    })
     const reader = ByteReader.make(source)
     const send = (line: string) => conn.write(line + CRLF)
     const flush = conn.flush.pipe(Effect.mapError((e) => new ByteSourceError({ cause: e.message })))

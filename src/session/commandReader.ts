@@ -72,7 +72,7 @@ export const eatLine = (reader: ByteReader, c: number): Effect.Effect<void, Byte
         continue
       }
       const n = Number(m[1])
-      const skipped = yield* reader.readInto(n, () => Effect.void).pipe(Effect.either)
+      const skipped = yield* reader.readIntoSync(n, () => {}).pipe(Effect.either)
       if (skipped._tag === "Left") return
     }
   })

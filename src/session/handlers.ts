@@ -22,7 +22,8 @@
  *   in the backup for point-in-time restore until compaction's retention drops it. Lines the
  *   C tools know, so they read such a backup as ever. A user with no backup gets none.
  */
-import * as FileSystem from "@effect/platform/FileSystem"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import * as fs from "node:fs"
 import { Effect, Option } from "effect"
 import { SHARED_KEY, backupKeyOfMboxname, canonicalUserid, useridOfMboxname, type NamingOptions } from "../protocol/mboxname.js"
 import { atom, item, kvlist, list, type File, type Item } from "../protocol/dlist/value.js"
@@ -285,9 +286,19 @@ export const makeHandlers = (deps: HandlerDeps): CommandHandlers => {
     closeAll: backups.exclusive(backups.closeAll),
     closeIdle: backups.closeIdle(deps.idleCloseMs),
     afterCommand: (staged) =>
-      Effect.flatMap(FileSystem.FileSystem, (fs) =>
-        // a leftover staged file is removed with the session's staging directory
-        Effect.forEach(staged, (f) => Effect.ignore(fs.remove(f.path, { force: true })), { discard: true })
-      )
+      staged.length === 0
+        ? Effect.void
+        : Effect.sync(() => {
+            // One unlink(2) each, in one step (a thread-pool trip and rm's lstat per file cost
+            // more than the unlink). A leftover staged file (one moved to the pending
+            // messages is gone from here) is removed with the session's staging directory.
+            for (const f of staged) {
+              try {
+                fs.unlinkSync(f.path)
+              } catch {
+                // already moved or removed
+              }
+            }
+          })
   }
 }

@@ -10,6 +10,9 @@ import type * as tls from "node:tls"
 
 export class ConnectionError extends Data.TaggedError("ConnectionError")<{ readonly message: string }> {}
 
+/** The message of a read that waited longer than the session's `sync_timeout`. */
+export const IDLE_TIMEOUT_MESSAGE = "idle for too long"
+
 export interface PeerInfo {
   /** `[unix socket]` for local sockets and pipes, else `[a.b.c.d]` (Cyrus's clienthost form). */
   readonly clientHost: string
@@ -25,6 +28,12 @@ export interface Connection {
   readonly peer: PeerInfo
   /** The next chunk of plaintext input; None at end of input. */
   readonly read: Effect.Effect<Option.Option<Uint8Array>, ConnectionError>
+  /**
+   * From now on a `read` that waits longer than `ms` for input fails with a ConnectionError
+   * `idle for too long` (a timer armed only while a read waits, as a socket timeout). Optional:
+   * without it the session times each read itself, at the cost of a race per read.
+   */
+  readonly setIdleTimeout?: (ms: number) => void
   /** Queues bytes for the client. */
   readonly write: (bytes: Uint8Array | string) => Effect.Effect<void>
   /** Sends what was queued. */
@@ -67,6 +76,7 @@ export type ConnectionOverrides = Partial<Pick<Connection, "read" | "write" | "f
 export const decorateConnection = (conn: Connection, overrides: ConnectionOverrides): Connection => ({
   peer: conn.peer,
   read: overrides.read ?? conn.read,
+  ...(conn.setIdleTimeout === undefined ? {} : { setIdleTimeout: (ms: number) => conn.setIdleTimeout!(ms) }),
   write: overrides.write ?? conn.write,
   flush: overrides.flush ?? conn.flush,
   startCompression: (early) => conn.startCompression(early),

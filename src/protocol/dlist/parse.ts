@@ -22,7 +22,7 @@ import { createHash, type Hash } from "node:crypto"
 import { Effect } from "effect"
 import { ByteReader, type ByteSourceError, EOF, UnexpectedEof, WHITESPACE, byteClass, latin1 } from "../ByteReader.js"
 import { DlistParseError, StagingFailed } from "./errors.js"
-import { discardSink, fileSinkOf, skipSink, type FileHandling, type FileSink } from "./fileSinks.js"
+import { discardSink, fileSinkOf, skipSink, type FileHandling, type FileSink, type FileWriter } from "./fileSinks.js"
 import type { Dlist, File, Item } from "./value.js"
 
 export interface ParseOptions {
@@ -571,9 +571,12 @@ const limitsOf = (o: ParseOptions | undefined): Limits => ({
 const failAt = (reader: ByteReader, reason: string, cause?: unknown) =>
   Effect.fail(new DlistParseError({ reason, position: reader.position, ...(cause === undefined ? {} : { cause }) }))
 
-const ignoreChunk = () => Effect.void
+const ignoreChunk = () => {}
 
-/** Read a file literal's body into `sink` (or just hash it), hashing it on the way. */
+/**
+ * Read a file literal's body into `sink` (or just hash it), hashing it on the way: one plain
+ * loop over the buffered bytes, an Effect step only where the reader must be refilled.
+ */
 const takeFile = (
   reader: ByteReader,
   sink: FileSink,
@@ -581,49 +584,49 @@ const takeFile = (
   guid: string,
   size: number,
   staged: Array<string>
-): Effect.Effect<File & { readonly stagingError?: { readonly path: string; readonly cause: unknown } }, DlistParseError | ByteSourceError, FileSystem.FileSystem> =>
-  Effect.gen(function* () {
+): Effect.Effect<File & { readonly stagingError?: { readonly path: string; readonly cause: unknown } }, DlistParseError | ByteSourceError> =>
+  Effect.suspend(() => {
     const offset = reader.position
     const hash: Hash = createHash("sha1")
-    const eofToParseError = <A, E, R>(e: Effect.Effect<A, E | UnexpectedEof, R>) =>
-      Effect.catchIf(e, (x): x is UnexpectedEof => x instanceof UnexpectedEof, () => failAt(reader, "unexpected EOF"))
     const target = sink.pathOf(guid)
-    if (target === "") {
-      if (sink.hashes === false) {
-        yield* reader.readInto(size, ignoreChunk).pipe(eofToParseError)
-        return { _tag: "File", partition, guid, size, path: "", sha1: "", offset } as const
-      }
-      yield* reader.readInto(size, (chunk) => Effect.sync(() => void hash.update(chunk))).pipe(eofToParseError)
-      return { _tag: "File", partition, guid, size, path: "", sha1: hash.digest("hex"), offset } as const
+    if (target === "" && sink.hashes === false) {
+      // nothing kept, nothing hashed: only the bytes consumed
+      return reader.readIntoSync(size, ignoreChunk).pipe(
+        Effect.catchIf((x): x is UnexpectedEof => x instanceof UnexpectedEof, () => failAt(reader, "unexpected EOF")),
+        Effect.map(() => ({ _tag: "File", partition, guid, size, path: "", sha1: "", offset }) as const)
+      )
     }
     // A staging failure must not leave the rest of the message on the wire: keep reading,
     // stop writing, and fail once the announced bytes are consumed.
     let writeError: unknown = undefined
-    staged.push(target)
-    yield* Effect.scoped(
-      Effect.gen(function* () {
-        const write = yield* sink.open(target).pipe(
-          Effect.catchAll((e) => {
-            writeError = e
-            return Effect.succeed(undefined)
-          })
-        )
-        yield* reader
-          .readInto(size, (chunk) => {
-            hash.update(chunk)
-            if (write === undefined || writeError !== undefined) return Effect.void
-            return write(chunk).pipe(
-              Effect.catchAll((e) => {
-                writeError = e
-                return Effect.void
-              })
-            )
-          })
-          .pipe(eofToParseError)
+    let file: FileWriter | undefined
+    if (target !== "") {
+      staged.push(target)
+      try {
+        file = sink.open(target)
+      } catch (e) {
+        writeError = e
+      }
+    }
+    const take = (chunk: Uint8Array) => {
+      hash.update(chunk)
+      if (file === undefined) return
+      try {
+        file.write(chunk)
+      } catch (e) {
+        writeError = e
+        file.close()
+        file = undefined
+      }
+    }
+    return reader.readIntoSync(size, take).pipe(
+      Effect.catchIf((x): x is UnexpectedEof => x instanceof UnexpectedEof, () => failAt(reader, "unexpected EOF")),
+      Effect.ensuring(Effect.sync(() => file?.close())),
+      Effect.map(() => {
+        const f = { _tag: "File", partition, guid, size, path: target, sha1: hash.digest("hex"), offset } as const
+        return writeError === undefined ? f : { ...f, stagingError: { path: target, cause: writeError } }
       })
     )
-    const file = { _tag: "File", partition, guid, size, path: target, sha1: hash.digest("hex"), offset } as const
-    return writeError === undefined ? file : { ...file, stagingError: { path: target, cause: writeError } }
   })
 
 const drive = (
@@ -656,7 +659,7 @@ const drive = (
           return yield* failAt(reader, s.reason)
         case "SkipThenFail":
           yield* reader
-            .readInto(s.bytes, ignoreChunk)
+            .readIntoSync(s.bytes, ignoreChunk)
             .pipe(Effect.catchTag("UnexpectedEof", () => failAt(reader, "unexpected EOF")))
           return yield* failAt(reader, s.reason)
         case "File": {

@@ -77,11 +77,20 @@ const writeVec = (fd: number, bufs: Array<Buffer>, position: number): Promise<vo
     step(bufs, position)
   })
 
-const openRead = (path: string): Promise<number> =>
-  new Promise((resolve, reject) => fs.open(path, "r", (err, fd) => (err ? reject(err) : resolve(fd))))
-const readInto = (fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> =>
-  new Promise((resolve, reject) => fs.read(fd, buf, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))))
-const closeFd = (fd: number): Promise<void> => new Promise((resolve) => fs.close(fd, () => resolve()))
+// Staged files are read synchronously: they were just written and sit in the page cache, so a
+// read is a copy (a few microseconds for a message, about 0.2 ms per MiB), cheaper than a
+// thread-pool round trip and a promise per open, read and close; the deflate of the previous
+// buffer still runs on the thread pool meanwhile.
+const openRead = (path: string): number => fs.openSync(path, "r")
+const readInto = (fd: number, buf: Buffer, offset: number, length: number, position: number): number =>
+  fs.readSync(fd, buf, offset, length, position)
+const closeFd = (fd: number): void => {
+  try {
+    fs.closeSync(fd)
+  } catch {
+    // a read-only descriptor: nothing to lose
+  }
+}
 
 /** One deflate stream and what it has put out so far. */
 interface Stream {
@@ -269,9 +278,12 @@ export class ChunkDeflater {
           used += p.length
           continue
         }
-        const file = await openRead(p.path).catch((e: NodeJS.ErrnoException) => {
-          throw new Mismatch(p.path, `staged file cannot be opened: ${e.message}`)
-        })
+        let file: number
+        try {
+          file = openRead(p.path)
+        } catch (e) {
+          throw new Mismatch(p.path, `staged file cannot be opened: ${(e as Error).message}`)
+        }
         try {
           const h = createHash("sha1")
           let n = 0
@@ -279,7 +291,7 @@ export class ChunkDeflater {
             if (batch - used < Math.min(64 * 1024, batch / 4)) await submitBuffer()
             // one byte more than is left, so that a longer file shows itself
             const want = Math.min(batch - used, p.size - n + 1)
-            const got = await readInto(file, buf, used, want, n)
+            const got = readInto(file, buf, used, want, n)
             if (got === 0) break
             if (n + got > p.size) throw new Mismatch(p.path, `staged file is longer than ${p.size} bytes`)
             const piece = buf.subarray(used, used + got)
@@ -294,7 +306,7 @@ export class ChunkDeflater {
           const sha = h.digest("hex")
           if (sha !== p.guid.toLowerCase()) throw new Mismatch(p.path, `staged file SHA-1 ${sha} does not match its GUID ${p.guid}`)
         } finally {
-          await closeFd(file)
+          closeFd(file)
         }
       }
       await submitBuffer()
