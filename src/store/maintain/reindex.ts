@@ -114,7 +114,7 @@ const findNextChunk = (file: LockedDataFile, from: number, size: number, gate?: 
 
 /**
  * How `rebuildIndex` may read a data file that is still being written, and what it may take
- * from its writer instead of computing it again (a pull: storage.md, "Rebuilding a host").
+ * from its writer instead of computing it again (a pull: docs/storage.md, "Rebuilding a host").
  */
 export interface RebuildOptions {
   /** The file's final size (default: fstat now). */
