@@ -133,7 +133,8 @@ export interface ObjectStoreShape {
   /** Clear layout only: the user id of a directory (encrypted: read its manifest). */
   readonly userOfDir: (dir: string) => string | undefined
   /**
-   * Uploads one sealed chunk (streamed; multipart when large; Content-MD5 on every request;
+   * Uploads one sealed chunk (streamed; multipart when large; every body with a checksum the
+   * store verifies: the signed payload SHA-256 in the clear layout, Content-MD5 when encrypted;
    * conditional create; retried): returns only once the store has confirmed the object.
    */
   readonly uploadChunk: (user: string, source: ChunkSource, meta: ChunkMeta) => Effect.Effect<UploadedChunk, ObjectStoreError>
@@ -186,6 +187,11 @@ export interface ObjectStoreOptions {
   readonly partSize?: number
   /** Parts in flight at once. Default 2 (memory ≈ (queueSize + 1) × partSize). */
   readonly queueSize?: number
+  /**
+   * Part buffers (≥ queueSize). Default queueSize + 1: the next part is read while the others
+   * are sent. queueSize alone: the next part is read only once a buffer comes back.
+   */
+  readonly partBuffers?: number
   readonly connectionTimeoutMs?: number
   readonly requestTimeoutMs?: number
 }
@@ -351,6 +357,7 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
   const retry = withRetry(policy)
   const partSize = Math.max(5 * MIB, options.partSize ?? 8 * MIB)
   const queueSize = Math.max(1, options.queueSize ?? 2)
+  const partBuffers = Math.max(queueSize, options.partBuffers ?? queueSize + 1)
   const { endpoint, bucket, prefix } = settings
   const where = `object store ${endpoint}, bucket ${bucket}${prefix === "" ? "" : `, prefix ${prefix}`}`
   const encrypted = settings.recipientsFile !== undefined || settings.identityFile !== undefined
@@ -622,6 +629,7 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
             fill,
             partSize,
             queueSize,
+            buffers: partBuffers,
             // clear layout: the body is the member, hashed above (a single PUT's body is the whole member)
             ...(recipients === undefined ? { bodySha256: (n: number) => partSha256?.[n - 1] ?? sha256 } : {})
           }).pipe(

@@ -3,11 +3,15 @@
  * errors of the SDK mapped to our tagged errors (every message names the endpoint and the
  * bucket), and the retry schedule (exponential backoff with jitter, Effect `Schedule`).
  *
- * Checksums: Ceph 16's radosgw verifies `Content-MD5` (BadDigest otherwise) and ignores the
- * newer `x-amz-checksum-*` headers, so the SDK's own checksum calculation is switched to
- * "when required" and a build-step middleware adds `Content-MD5` to every request whose body
- * is in memory — every PutObject and every UploadPart (upload.ts sends only buffers). SigV4
- * additionally signs the body's SHA-256, which the store checks too.
+ * Checksums: every PutObject and UploadPart body goes with one checksum the store verifies.
+ * Ceph 16's radosgw ignores the newer `x-amz-checksum-*` headers, so the SDK's own checksum
+ * calculation is switched to "when required". A body whose SHA-256 the caller already put in
+ * `x-amz-content-sha256` (upload.ts, clear layout: hashes computed while the member was named)
+ * is covered by SigV4, which signs that header, and radosgw (like AWS S3) refuses a body that
+ * does not match it (400 XAmzContentSHA256Mismatch): such a request gets no Content-MD5, which
+ * would only check the same bytes again at a third of SHA-256's speed. Every other request with
+ * a body in memory (encrypted parts, manifests, DeleteObjects, retention) gets `Content-MD5`,
+ * which radosgw verifies (400 BadDigest); the SDK's signer then signs its own SHA-256 as well.
  */
 import { createHash } from "node:crypto"
 import type * as S3 from "@aws-sdk/client-s3"
@@ -43,6 +47,15 @@ export interface ClientOptions {
 
 const md5Base64 = (body: Uint8Array | string) => createHash("md5").update(body).digest("base64")
 
+const SIGNED_SHA256 = /^[0-9a-f]{64}$/i
+
+/**
+ * True when the request's body is already covered by a payload SHA-256 that SigV4 will sign: a
+ * 64-hex `x-amz-content-sha256` set before signing (not UNSIGNED-PAYLOAD, not a streaming one).
+ */
+const hasSignedPayloadHash = (headers: Record<string, string>): boolean =>
+  Object.entries(headers).some(([h, v]) => h.toLowerCase() === "x-amz-content-sha256" && SIGNED_SHA256.test(v))
+
 export const makeClient = (sdk: Sdk, settings: ObjectStoreSettings, credentials: Credentials, options: ClientOptions): S3.S3Client => {
   const client = new sdk.s3.S3Client({
     endpoint: settings.endpoint,
@@ -58,14 +71,16 @@ export const makeClient = (sdk: Sdk, settings: ObjectStoreSettings, credentials:
   client.middlewareStack.add(
     (next) => async (args) => {
       const req = args.request as { headers?: Record<string, string>; body?: unknown }
-      if (req.headers !== undefined && !Object.keys(req.headers).some((h) => h.toLowerCase() === "content-md5")) {
+      if (req.headers !== undefined && !Object.keys(req.headers).some((h) => h.toLowerCase() === "content-md5") && !hasSignedPayloadHash(req.headers)) {
         if (req.body instanceof Uint8Array || (typeof req.body === "string" && req.body !== "")) {
           req.headers["content-md5"] = md5Base64(req.body)
         }
       }
       return next(args)
     },
-    { step: "build", name: "cyrusBackupdContentMd5" }
+    // low priority: runs after every normal/high build middleware, so it sees the payload hash
+    // a command's own middleware (upload.ts) adds; the signer comes later (finalizeRequest)
+    { step: "build", priority: "low", name: "cyrusBackupdContentMd5" }
   )
   return client
 }

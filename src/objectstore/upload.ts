@@ -1,10 +1,12 @@
 /**
  * Putting one object whose size is known in advance, from a source that fills buffers, with
- * memory fixed by the part size: at most `queueSize + 1` part buffers exist, allocated once
- * and reused (one being filled, `queueSize` being sent). Objects up to one part go in a
+ * memory fixed by the part size: at most `buffers` (default `queueSize + 1`) part buffers
+ * exist, allocated once and reused (one being filled, `queueSize` being sent). Objects up to one part go in a
  * single PutObject; larger ones in a multipart upload whose parts are sent `queueSize` at a
  * time and which is aborted (best effort) if anything fails or the fiber is interrupted.
- * Every request body is a buffer, so the client's middleware adds Content-MD5 to each (s3.ts).
+ * Every request body is a buffer and goes with one checksum the store verifies (s3.ts): the
+ * signed payload SHA-256 when the caller gives the bodies' hashes (`bodySha256`, clear layout),
+ * else Content-MD5, which the client's middleware adds (and the SDK signs its own SHA-256).
  *
  * Why not `@aws-sdk/lib-storage`'s Upload: for a stream body it concatenates incoming blocks
  * into a fresh buffer per part and keeps a slice of the previous one alive; moving a 100 MB
@@ -64,11 +66,14 @@ export interface PutObjectOptions {
   readonly fill: Filler
   readonly partSize: number
   readonly queueSize: number
+  /** Part buffers allocated (≥ queueSize); default queueSize + 1, one being filled while the others are sent. */
+  readonly buffers?: number
   /**
    * The SHA-256 (hex) of each request body, computed earlier (part number → hash; 1 for a
    * single PutObject): sent as `x-amz-content-sha256`, which SigV4 signs and the store checks
    * against the body it receives (400 XAmzContentSHA256Mismatch otherwise), so the SDK does not
-   * hash the body again. Absent: the SDK hashes each body as it signs it.
+   * hash the body again, and the client adds no Content-MD5 (s3.ts). Absent: Content-MD5, and
+   * the SDK hashes each body as it signs it.
    */
   readonly bodySha256?: (partNumber: number) => string
 }
@@ -82,7 +87,8 @@ const withPayloadHash = <C extends S3.PutObjectCommand | S3.UploadPartCommand>(c
         if (req.headers !== undefined) req.headers["x-amz-content-sha256"] = sha256
         return next(args)
       },
-      { step: "build", name: "cyrusBackupdPayloadSha256" }
+      // high: before the client's Content-MD5 middleware (build, low), which then sees the hash
+      { step: "build", priority: "high", name: "cyrusBackupdPayloadSha256" }
     )
   }
   return command
@@ -131,8 +137,9 @@ export const putObjectFromSource = (o: PutObjectOptions): Effect.Effect<void, Ob
     ).pipe(Effect.timeout("10 seconds"), Effect.ignore)
 
     const send = Effect.gen(function*() {
-      const pool = yield* Queue.bounded<Buffer>(o.queueSize + 1)
-      for (let i = 0; i <= o.queueSize && i < parts; i++) yield* Queue.offer(pool, Buffer.allocUnsafe(o.partSize))
+      const buffers = Math.max(o.queueSize, o.buffers ?? o.queueSize + 1)
+      const pool = yield* Queue.bounded<Buffer>(buffers)
+      for (let i = 0; i < buffers && i < parts; i++) yield* Queue.offer(pool, Buffer.allocUnsafe(o.partSize))
       let next = 1
       interface Part {
         readonly number: number

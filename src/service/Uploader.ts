@@ -51,6 +51,16 @@ interface Job {
   readonly dataPath: string
 }
 
+/**
+ * backupd's uploads run in the background, where their speed hardly matters and their memory is
+ * added to the session's: S3's smallest part (5 MiB), one part in flight and one part buffer
+ * (the next part is read from the page cache once the last one is sent, a few milliseconds),
+ * instead of the library's default three 8 MiB buffers. Measured (benchmarks.md, "Object
+ * storage: backupd and the tools"): after a 100 MB session the process is at about 82 MB once
+ * the SDK is loaded, and the part buffers come on top of that.
+ */
+const BACKGROUND_UPLOAD = { partSize: 5 * 1024 * 1024, queueSize: 1, partBuffers: 1 } as const
+
 /** Without object storage: the sessions' UserBackups as they are. */
 const off = (backups: UserBackupsShape): Uploader => ({ backups, finish: () => Effect.void, busy: () => 0 })
 
@@ -65,7 +75,7 @@ export const startUploader = (config: CyrusConfig, inner: UserBackupsShape, log:
     const { makeObjectStore } = yield* Effect.promise(() => import("../objectstore/ObjectStore.js"))
     const { planUpload, runUpload, recordUpload, pendingOf } = yield* Effect.promise(() => import("../objectstore/backupUpload.js"))
     const { openBackup, dataFileSize } = yield* Effect.promise(() => import("./uploadStore.js"))
-    const store = makeObjectStore(settings.right.value)
+    const store = makeObjectStore(settings.right.value, BACKGROUND_UPLOAD)
 
     const queue = yield* Queue.unbounded<Job>()
     const queued = new Map<string, Job>()

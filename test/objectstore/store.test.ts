@@ -1,6 +1,7 @@
 /**
  * The object-store library against a real Ceph radosgw (test/support/ceph.ts): conditional
- * create, Content-MD5 on every request and the store checking it, multipart round trips,
+ * create, a checksum the store verifies on every body (Content-MD5 or the signed payload
+ * SHA-256) and the store refusing a mismatch, multipart round trips,
  * manifests and rebuilding a data file byte for byte, verification, and the errors for
  * wrong credentials, a missing bucket and an unreachable store.
  */
@@ -54,7 +55,8 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
     s3.destroy()
   })
 
-  it("the store checks Content-MD5, and our client sends it on every PUT and UploadPart", async () => {
+  it("every PUT and UploadPart our client sends carries a checksum the store verifies: Content-MD5 of the body, or a signed x-amz-content-sha256 of it", async () => {
+    // the store checks Content-MD5 (the tests below: and the signed payload SHA-256)
     const s3 = rawClient(env)
     const wrong = createHash("md5").update("something else").digest("base64")
     const bad = await s3.send(new PutObjectCommand({ Bucket: bucket, Key: "md5/bad", Body: Buffer.from("payload"), ContentMD5: wrong })).then(
@@ -66,40 +68,79 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
 
     const sdk = await loadSdk()
     const client = makeClient(sdk, storeSettings(env, bucket), { accessKeyId: env.accessKeyId, secretAccessKey: env.secretAccessKey }, { connectionTimeoutMs: 5000, requestTimeoutMs: 60000 })
-    const seen: Array<{ query: string; md5: string | undefined; body: string }> = []
+    interface Seen {
+      readonly key: string
+      readonly part: boolean
+      readonly md5: string | undefined
+      readonly sha256: string | undefined
+      readonly signed: ReadonlyArray<string>
+      readonly bodyMd5: string
+      readonly bodySha256: string
+    }
+    const seen: Array<Seen> = []
+    // deserialize runs after finalizeRequest: the request as signed and sent
     client.middlewareStack.add(
       (next) => async (args) => {
-        const req = args.request as { query?: Record<string, string>; headers: Record<string, string>; body?: unknown }
+        const req = args.request as { path?: string; query?: Record<string, string>; headers: Record<string, string>; body?: unknown }
         if (req.body instanceof Uint8Array) {
-          seen.push({ query: Object.keys(req.query ?? {}).sort().join(","), md5: req.headers["content-md5"], body: createHash("md5").update(req.body).digest("base64") })
+          const signed = /SignedHeaders=([^,]*)/.exec(req.headers["authorization"] ?? "")?.[1]?.split(";") ?? []
+          seen.push({
+            key: req.path ?? "",
+            part: "partNumber" in (req.query ?? {}),
+            md5: req.headers["content-md5"],
+            sha256: req.headers["x-amz-content-sha256"],
+            signed,
+            bodyMd5: createHash("md5").update(req.body).digest("base64"),
+            bodySha256: createHash("sha256").update(req.body).digest("hex")
+          })
         }
         return next(args)
       },
-      { step: "finalizeRequest", name: "testSpy" }
+      { step: "deserialize", name: "testSpy" }
     )
     const body = Buffer.alloc(12 << 20, 7)
-    let at = 0
-    await Effect.runPromise(
-      putObjectFromSource({
-        sdk: sdk.s3,
-        client,
-        context: { endpoint: env.endpoint, bucket },
-        params: { Bucket: bucket, Key: "md5/multipart", ContentType: "application/octet-stream", Metadata: {} },
-        size: body.length,
-        fill: async (buf) => {
-          const n = body.copy(buf, 0, at, Math.min(body.length, at + buf.length))
-          at += n
-          return n
-        },
-        partSize: 5 << 20,
-        queueSize: 2
-      })
-    )
-    await client.send(new sdk.s3.PutObjectCommand({ Bucket: bucket, Key: "md5/single", Body: Buffer.from("one shot") }))
+    const part = (n: number) => body.subarray((n - 1) * (5 << 20), Math.min(body.length, n * (5 << 20)))
+    const hashOf = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
+    // as the clear layout uploads (bodies' hashes given) and as the encrypted one does (none given)
+    const upload = (key: string, size: number, bodySha256?: (n: number) => string) => {
+      let at = 0
+      return Effect.runPromise(
+        putObjectFromSource({
+          sdk: sdk.s3,
+          client,
+          context: { endpoint: env.endpoint, bucket },
+          params: { Bucket: bucket, Key: key, ContentType: "application/octet-stream", Metadata: {} },
+          size,
+          fill: async (buf) => {
+            const n = body.copy(buf, 0, at, Math.min(size, at + buf.length))
+            at += n
+            return n
+          },
+          partSize: 5 << 20,
+          queueSize: 2,
+          ...(bodySha256 === undefined ? {} : { bodySha256 })
+        })
+      )
+    }
+    await upload("sum/multipart-hashed", body.length, (n) => hashOf(part(n)))
+    await upload("sum/single-hashed", 1000, () => hashOf(body.subarray(0, 1000)))
+    await upload("sum/multipart", body.length)
+    await upload("sum/single", 1000)
+    await client.send(new sdk.s3.PutObjectCommand({ Bucket: bucket, Key: "sum/plain", Body: Buffer.from("one shot") }))
     client.destroy()
-    expect(seen.filter((s) => s.query.includes("partNumber"))).toHaveLength(3)
-    expect(seen).toHaveLength(4)
-    for (const s of seen) expect(s.md5).toBe(s.body)
+    expect(seen.filter((s) => s.part)).toHaveLength(6)
+    expect(seen).toHaveLength(9)
+    const hex = /^[0-9a-f]{64}$/
+    for (const s of seen) {
+      const md5Ok = s.md5 === s.bodyMd5
+      const sha256Ok = s.sha256 !== undefined && hex.test(s.sha256) && s.sha256 === s.bodySha256 && s.signed.includes("x-amz-content-sha256")
+      expect({ key: s.key, verified: md5Ok || sha256Ok }).toEqual({ key: s.key, verified: true })
+      // a Content-MD5 that is sent is the body's
+      if (s.md5 !== undefined) expect(s.md5).toBe(s.bodyMd5)
+    }
+    // bodies whose signed SHA-256 the caller gave are not hashed a second time (no Content-MD5);
+    // the others carry Content-MD5 (and the SDK's own signed SHA-256)
+    for (const s of seen) expect({ key: s.key, md5: s.md5 !== undefined }).toEqual({ key: s.key, md5: !s.key.includes("-hashed") })
   })
 
   it("the store checks the signed payload SHA-256: a body that is not the one hashed is refused (single PUT and a part), nothing is created", async () => {
