@@ -43,7 +43,7 @@ import {
 import { clearNaming, keyedNaming, MARKER_NAME, MAX_SEQ, parseManifestName, USERS_DIR, type Naming } from "./Naming.js"
 import { DEFAULT_RETRY, errorCode, errorStatus, loadSdk, makeClient, request, withRetry, type RetryPolicy, type Sdk } from "./s3.js"
 import { readCredentials, readIdentities, readRecipients, objectStoreSettings, type ObjectStoreSettings } from "./settings.js"
-import { checkSealedMember, memberFiller, memberStream, openSource, scanMember, type ChunkMeta, type ChunkSource } from "./source.js"
+import { checkSealedMember, memberFiller, memberRange, memberStream, openSource, scanMember, type ChunkMeta, type ChunkSource } from "./source.js"
 import { putObjectFromSource, streamFiller } from "./upload.js"
 import { fsyncDirectory } from "../util/fsyncDirectory.js"
 
@@ -192,6 +192,11 @@ export interface ObjectStoreOptions {
    * are sent. queueSize alone: the next part is read only once a buffer comes back.
    */
   readonly partBuffers?: number
+  /**
+   * Parts in flight at once in the clear layout, whose bodies are streamed from the file (no part
+   * buffers: each costs only a stream's read-ahead). Default 4.
+   */
+  readonly streamedInFlight?: number
   readonly connectionTimeoutMs?: number
   readonly requestTimeoutMs?: number
 }
@@ -358,6 +363,7 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
   const partSize = Math.max(5 * MIB, options.partSize ?? 8 * MIB)
   const queueSize = Math.max(1, options.queueSize ?? 2)
   const partBuffers = Math.max(queueSize, options.partBuffers ?? queueSize + 1)
+  const streamedInFlight = Math.max(1, options.streamedInFlight ?? 4)
   const { endpoint, bucket, prefix } = settings
   const where = `object store ${endpoint}, bucket ${bucket}${prefix === "" ? "" : `, prefix ${prefix}`}`
   const encrypted = settings.recipientsFile !== undefined || settings.identityFile !== undefined
@@ -630,8 +636,11 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
             partSize,
             queueSize,
             buffers: partBuffers,
-            // clear layout: the body is the member, hashed above (a single PUT's body is the whole member)
-            ...(recipients === undefined ? { bodySha256: (n: number) => partSha256?.[n - 1] ?? sha256 } : {})
+            // clear layout: the body is the member, hashed above (a single PUT's body is the whole
+            // member), each body streamed from the file as it is sent
+            ...(recipients === undefined
+              ? { bodySha256: (n: number) => partSha256?.[n - 1] ?? sha256, range: memberRange(fd, meta), queueSize: streamedInFlight }
+              : {})
           }).pipe(
             // the bytes read now are not those hashed before: the file changed under us
             Effect.catchIf(

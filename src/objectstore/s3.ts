@@ -56,6 +56,9 @@ const SIGNED_SHA256 = /^[0-9a-f]{64}$/i
 const hasSignedPayloadHash = (headers: Record<string, string>): boolean =>
   Object.entries(headers).some(([h, v]) => h.toLowerCase() === "x-amz-content-sha256" && SIGNED_SHA256.test(v))
 
+const ignore = () => undefined
+const quietLogger = { trace: ignore, debug: ignore, info: ignore, warn: ignore, error: ignore }
+
 export const makeClient = (sdk: Sdk, settings: ObjectStoreSettings, credentials: Credentials, options: ClientOptions): S3.S3Client => {
   const client = new sdk.s3.S3Client({
     endpoint: settings.endpoint,
@@ -64,6 +67,9 @@ export const makeClient = (sdk: Sdk, settings: ObjectStoreSettings, credentials:
     credentials,
     // our Schedule retries whole operations; one attempt per SDK call
     maxAttempts: 1,
+    // failures are reported by us, classified (the SDK's default logger would print its own
+    // warning to the console when a request with a stream body fails)
+    logger: quietLogger,
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
     requestHandler: { connectionTimeout: options.connectionTimeoutMs, requestTimeout: options.requestTimeoutMs }

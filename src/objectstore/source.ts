@@ -8,7 +8,9 @@
  * closes a descriptor of its own and is only for processes that hold no lock on that file.
  */
 import fs from "node:fs"
+import { Readable } from "node:stream"
 import { Effect } from "effect"
+import { noteBufferBytes } from "../util/bufferPacer.js"
 import { ObjectStoreSourceError } from "./errors.js"
 
 export type ChunkSource = { readonly fd: number; readonly path?: string } | { readonly path: string; readonly fd?: undefined }
@@ -30,6 +32,9 @@ export interface ChunkMeta {
 }
 
 const BLOCK = 1 << 20
+
+/** Read size of a range stream: a request body's read-ahead is one such block. */
+const RANGE_BLOCK = 256 * 1024
 
 const label = (s: ChunkSource) => s.path ?? `fd ${s.fd}`
 
@@ -167,4 +172,32 @@ export const memberStream = (
     },
     { highWaterMark: 0 }
   )
+}
+
+/**
+ * The member's bytes as streams of byte ranges (offsets within the member), for request bodies
+ * sent as they are read (upload.ts, `RangeReader`). Each stream reads on demand, one block at a
+ * time (back-pressure reaches the file), and fails if the file ends inside its range.
+ */
+export const memberRange = (fd: number, meta: ChunkMeta) => (offset: number, length: number): Readable => {
+  let done = 0
+  return new Readable({
+    highWaterMark: RANGE_BLOCK,
+    read() {
+      if (done >= length) {
+        this.push(null)
+        return
+      }
+      const want = Math.min(RANGE_BLOCK, length - done)
+      const buf = Buffer.allocUnsafe(want)
+      const at = meta.offset + offset + done
+      fs.read(fd, buf, 0, want, at, (err, n) => {
+        if (err !== null) return this.destroy(err)
+        if (n === 0) return this.destroy(new Error(`file ends at ${at}, inside chunk ${meta.id}`))
+        done += n
+        noteBufferBytes(n)
+        this.push(n === want ? buf : buf.subarray(0, n))
+      })
+    }
+  })
 }

@@ -4,9 +4,12 @@
  * exist, allocated once and reused (one being filled, `queueSize` being sent). Objects up to one part go in a
  * single PutObject; larger ones in a multipart upload whose parts are sent `queueSize` at a
  * time and which is aborted (best effort) if anything fails or the fiber is interrupted.
- * Every request body is a buffer and goes with one checksum the store verifies (s3.ts): the
- * signed payload SHA-256 when the caller gives the bodies' hashes (`bodySha256`, clear layout),
- * else Content-MD5, which the client's middleware adds (and the SDK signs its own SHA-256).
+ * Every request body goes with one checksum the store verifies (s3.ts): the signed payload
+ * SHA-256 when the caller gives the bodies' hashes (`bodySha256`, clear layout), else
+ * Content-MD5, which the client's middleware adds to a buffer body (and the SDK signs its own
+ * SHA-256). With the hashes known and a `range` reader, no buffer is filled at all: each body is
+ * a stream of its byte range, read as it is sent (`putStreamed`), so parts in flight cost only
+ * the streams' read-ahead.
  *
  * Why not `@aws-sdk/lib-storage`'s Upload: for a stream body it concatenates incoming blocks
  * into a fresh buffer per part and keeps a slice of the previous one alive; moving a 100 MB
@@ -14,6 +17,7 @@
  * memory pressure) lifted the process RSS by 60–120 MB. Reused buffers keep it near
  * `(queueSize + 1) × partSize` (figures in docs/benchmarks.md).
  */
+import type { Readable } from "node:stream"
 import type * as S3 from "@aws-sdk/client-s3"
 import { Effect, Exit, Option, Queue, Stream } from "effect"
 import type { ObjectStoreError } from "./errors.js"
@@ -21,6 +25,12 @@ import { request, type RequestContext } from "./s3.js"
 
 /** Fills `buf` from the current position; resolves with the bytes put in (fewer only at the end). */
 export type Filler = (buf: Buffer) => Promise<number>
+
+/**
+ * A fresh stream of `length` source bytes from `offset` (offsets relative to the object's first
+ * byte). It must fail (emit `error`) if the source ends early: the request is then aborted.
+ */
+export type RangeReader = (offset: number, length: number) => Readable
 
 /** A filler reading a web stream (the age ciphertext): blocks are copied into the part buffers. */
 export const streamFiller = (stream: ReadableStream<Uint8Array>): Filler => {
@@ -63,7 +73,14 @@ export interface PutObjectOptions {
   readonly context: Omit<RequestContext, "operation" | "key">
   readonly params: PutParams
   readonly size: number
+  /** Where the bytes come from when they go through part buffers (always, without `bodySha256`). */
   readonly fill: Filler
+  /**
+   * With `bodySha256`: each body is sent as a stream of its byte range instead, read as it is
+   * sent, so no part buffer exists and parts in flight cost only the streams' read-ahead. The
+   * store's check of the signed SHA-256 is what proves the bytes are the ones hashed.
+   */
+  readonly range?: RangeReader
   readonly partSize: number
   readonly queueSize: number
   /** Part buffers allocated (≥ queueSize); default queueSize + 1, one being filled while the others are sent. */
@@ -97,10 +114,72 @@ const withPayloadHash = <C extends S3.PutObjectCommand | S3.UploadPartCommand>(c
 const short = (key: string, got: number, size: number) =>
   new Error(`the source of ${key} gave ${got} bytes, ${size} were announced`)
 
+/**
+ * One request whose body is a stream: the stream failing (a short source) aborts the request
+ * and fails it with the stream's error, instead of leaving the store waiting for the rest.
+ */
+const sendStreamed = <A>(signal: AbortSignal, body: Readable, send: (body: Readable, signal: AbortSignal) => Promise<A>): Promise<A> =>
+  new Promise<A>((resolve, reject) => {
+    const ac = new AbortController()
+    const onAbort = () => ac.abort(signal.reason)
+    if (signal.aborted) onAbort()
+    else signal.addEventListener("abort", onAbort, { once: true })
+    body.once("error", (e) => {
+      reject(e)
+      ac.abort(e)
+    })
+    send(body, ac.signal).then(resolve, reject).finally(() => {
+      signal.removeEventListener("abort", onAbort)
+      body.destroy()
+    })
+  })
+
+/** The clear layout's path: every body a stream of its range, signed with its known SHA-256. */
+const putStreamed = (
+  o: PutObjectOptions,
+  range: RangeReader,
+  hashOf: (partNumber: number) => string,
+  ctx: (operation: string) => RequestContext
+): Effect.Effect<void, ObjectStoreError> => {
+  const { sdk, client, params, size } = o
+  if (size <= o.partSize) {
+    return request(ctx("PutObject"), (signal) =>
+      sendStreamed(signal, range(0, size), (Body, abortSignal) =>
+        client.send(withPayloadHash(new sdk.PutObjectCommand({ ...params, Body, ContentLength: size, IfNoneMatch: "*" }), hashOf(1)), { abortSignal })
+      )
+    ).pipe(Effect.asVoid)
+  }
+  const parts = Math.ceil(size / o.partSize)
+  return multipart(o, ctx, (uploadId) =>
+    Effect.forEach(
+      Array.from({ length: parts }, (_, i) => i + 1),
+      (number) => {
+        const offset = (number - 1) * o.partSize
+        const length = Math.min(o.partSize, size - offset)
+        return request(ctx("UploadPart"), (signal) =>
+          sendStreamed(signal, range(offset, length), (Body, abortSignal) =>
+            client.send(
+              withPayloadHash(
+                new sdk.UploadPartCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId, PartNumber: number, Body, ContentLength: length }),
+                hashOf(number)
+              ),
+              { abortSignal }
+            )
+          )
+        ).pipe(Effect.map((r) => ({ PartNumber: number, ETag: r.ETag })))
+      },
+      { concurrency: o.queueSize }
+    )
+  )
+}
+
 /** Creates the object (If-None-Match: *) or fails; the object exists only once this succeeds. */
 export const putObjectFromSource = (o: PutObjectOptions): Effect.Effect<void, ObjectStoreError> => {
   const { sdk, client, params, size, fill } = o
   const ctx = (operation: string): RequestContext => ({ ...o.context, operation, key: params.Key })
+  const range = o.range
+  const hashOf = o.bodySha256
+  if (range !== undefined && hashOf !== undefined) return putStreamed(o, range, hashOf, ctx)
   const fillAll = (buf: Buffer) =>
     request(ctx("ReadSource"), async () => {
       const n = await fill(buf)
@@ -126,17 +205,8 @@ export const putObjectFromSource = (o: PutObjectOptions): Effect.Effect<void, Ob
   }
 
   const parts = Math.ceil(size / o.partSize)
-  return Effect.gen(function*() {
-    const created = yield* request(ctx("CreateMultipartUpload"), (abortSignal) =>
-      client.send(new sdk.CreateMultipartUploadCommand(params), { abortSignal })
-    )
-    const uploadId = created.UploadId
-    if (uploadId === undefined) return yield* Effect.die(new Error("CreateMultipartUpload returned no UploadId"))
-    const abort = request(ctx("AbortMultipartUpload"), (abortSignal) =>
-      client.send(new sdk.AbortMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId }), { abortSignal })
-    ).pipe(Effect.timeout("10 seconds"), Effect.ignore)
-
-    const send = Effect.gen(function*() {
+  return multipart(o, ctx, (uploadId) =>
+    Effect.gen(function*() {
       const buffers = Math.max(o.queueSize, o.buffers ?? o.queueSize + 1)
       const pool = yield* Queue.bounded<Buffer>(buffers)
       for (let i = 0; i < buffers && i < parts; i++) yield* Queue.offer(pool, Buffer.allocUnsafe(o.partSize))
@@ -185,6 +255,38 @@ export const putObjectFromSource = (o: PutObjectOptions): Effect.Effect<void, Ob
         Stream.runCollect
       )
       yield* atEnd
+      return etags
+    })
+  )
+}
+
+interface CompletedPart {
+  readonly PartNumber: number
+  readonly ETag: string | undefined
+}
+
+/**
+ * A multipart upload around `sendParts`: created, completed with If-None-Match once every part
+ * is confirmed, aborted (best effort) on any failure or interruption.
+ */
+const multipart = (
+  o: PutObjectOptions,
+  ctx: (operation: string) => RequestContext,
+  sendParts: (uploadId: string) => Effect.Effect<Iterable<CompletedPart>, ObjectStoreError>
+): Effect.Effect<void, ObjectStoreError> => {
+  const { sdk, client, params } = o
+  return Effect.gen(function*() {
+    const created = yield* request(ctx("CreateMultipartUpload"), (abortSignal) =>
+      client.send(new sdk.CreateMultipartUploadCommand(params), { abortSignal })
+    )
+    const uploadId = created.UploadId
+    if (uploadId === undefined) return yield* Effect.die(new Error("CreateMultipartUpload returned no UploadId"))
+    const abort = request(ctx("AbortMultipartUpload"), (abortSignal) =>
+      client.send(new sdk.AbortMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: uploadId }), { abortSignal })
+    ).pipe(Effect.timeout("10 seconds"), Effect.ignore)
+
+    const send = Effect.gen(function*() {
+      const etags = yield* sendParts(uploadId)
       yield* request(ctx("CompleteMultipartUpload"), (abortSignal) =>
         client.send(
           new sdk.CompleteMultipartUploadCommand({

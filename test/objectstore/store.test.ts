@@ -12,7 +12,7 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Stream } from "effect"
 import { afterAll, beforeAll, vi } from "vitest"
-import { makeObjectStore } from "../../src/objectstore/ObjectStore.js"
+import { makeObjectStore, type ObjectStoreShape } from "../../src/objectstore/ObjectStore.js"
 import { loadSdk, makeClient } from "../../src/objectstore/s3.js"
 import { putObjectFromSource } from "../../src/objectstore/upload.js"
 import { receiveBackup, reindexFile } from "../../src/store/index.js"
@@ -30,6 +30,26 @@ const uploadAll = (store: ReturnType<typeof makeObjectStore>, user: string, data
     (fd) => Effect.sync(() => fs.closeSync(fd))
   )
 warnIfNoCeph("object store suite")
+
+/**
+ * Runs `action` once, as soon as `fs.read` has returned `size` bytes in all (the naming pass of
+ * a member of that size), so the upload that follows reads a file that changed after naming.
+ */
+const afterNaming = (size: number, action: () => void) => {
+  const real = fs.read
+  let read = 0
+  let done = false
+  const spy = vi.spyOn(fs, "read").mockImplementation(((fd: number, buf: Buffer, off: number, len: number, pos: number, cb: (e: Error | null, n: number, b: Buffer) => void) =>
+    real(fd, buf, off, len, pos, (e, n, b) => {
+      read += n
+      if (!done && read >= size) {
+        done = true
+        action()
+      }
+      cb(e, n, b)
+    })) as unknown as typeof fs.read)
+  return { done: () => done, restore: () => spy.mockRestore() }
+}
 
 describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
   let env: S3Env
@@ -328,6 +348,21 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       expect(gone).toMatchObject({ ok: false, problems: ["missing from the store"] })
     }))
 
+  /** No object at `key`, and no multipart upload left behind. */
+  const nothingStored = (store: ObjectStoreShape, key: string) =>
+    Effect.gen(function*() {
+      const s3 = rawClient(env)
+      const h = yield* Effect.promise(() =>
+        s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key })).then(
+          () => "exists",
+          (e: { $metadata?: { httpStatusCode?: number } }) => String(e.$metadata?.httpStatusCode)
+        )
+      )
+      s3.destroy()
+      expect(h).toBe("404")
+      expect(yield* store.abortIncompleteUploads(0)).toBe(0)
+    })
+
   it.live("a member that changes after it was named is refused by the store (its parts are signed with the named bytes' SHA-256): no object, no upload left", () =>
     Effect.gen(function*() {
       const dir = tempDir("os-chg")
@@ -337,33 +372,33 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       const store = makeObjectStore(storeSettings(env, bucket, { prefix: "chg/" }), { retry: QUICK_RETRY })
       yield* store.status
       // once the naming pass has read the whole member, 8 bytes inside part 2 change on disk
-      const real = fs.read
-      let read = 0
-      let changed = false
-      const spy = vi.spyOn(fs, "read").mockImplementation(((fd: number, buf: Buffer, off: number, len: number, pos: number, cb: (e: Error | null, n: number, b: Buffer) => void) =>
-        real(fd, buf, off, len, pos, (e, n, b) => {
-          read += n
-          if (!changed && read >= meta.size) {
-            changed = true
-            const w = fs.openSync(file, "r+")
-            fs.writeSync(w, Buffer.from("changed!"), 0, 8, 10 << 20)
-            fs.closeSync(w)
-          }
-          cb(e, n, b)
-        })) as unknown as typeof fs.read)
-      const r = yield* Effect.either(store.uploadChunk("u", { path: file }, meta)).pipe(Effect.ensuring(Effect.sync(() => spy.mockRestore())))
-      expect(changed).toBe(true)
+      const changed = afterNaming(meta.size, () => {
+        const w = fs.openSync(file, "r+")
+        fs.writeSync(w, Buffer.from("changed!"), 0, 8, 10 << 20)
+        fs.closeSync(w)
+      })
+      const r = yield* Effect.either(store.uploadChunk("u", { path: file }, meta)).pipe(Effect.ensuring(Effect.sync(changed.restore)))
+      expect(changed.done()).toBe(true)
       expect(Either.isLeft(r) && r.left).toMatchObject({ _tag: "ObjectStoreSourceError", message: expect.stringContaining("changed while it was uploaded") })
-      const s3 = rawClient(env)
-      const h = yield* Effect.promise(() =>
-        s3.send(new HeadObjectCommand({ Bucket: bucket, Key: `chg/users/u/chunks/${named}.gz` })).then(
-          () => "exists",
-          (e: { $metadata?: { httpStatusCode?: number } }) => String(e.$metadata?.httpStatusCode)
-        )
-      )
-      s3.destroy()
-      expect(h).toBe("404")
-      expect(yield* store.abortIncompleteUploads(0)).toBe(0)
+      yield* nothingStored(store, `chg/users/u/chunks/${named}.gz`)
+    }))
+
+  it.live("a member cut short after it was named fails its upload at once (the part streams end early; nothing waits for the missing bytes): no object, no upload left", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("os-cut")
+      const file = path.join(dir, "member.gz")
+      const meta = yield* Effect.promise(() => bigMember(file, 12 << 20))
+      const named = createHash("sha256").update(fs.readFileSync(file)).digest("hex")
+      const store = makeObjectStore(storeSettings(env, bucket, { prefix: "cut/" }), { retry: QUICK_RETRY, requestTimeoutMs: 60_000 })
+      yield* store.status
+      // once the naming pass has read the whole member, the file loses its last 3 MiB
+      const cut = afterNaming(meta.size, () => fs.truncateSync(file, meta.size - (3 << 20)))
+      const started = Date.now()
+      const r = yield* Effect.either(store.uploadChunk("u", { path: file }, meta)).pipe(Effect.ensuring(Effect.sync(cut.restore)))
+      expect(cut.done()).toBe(true)
+      expect(Date.now() - started).toBeLessThan(30_000)
+      expect(Either.isLeft(r) && r.left.message).toContain("file ends at")
+      yield* nothingStored(store, `cut/users/u/chunks/${named}.gz`)
     }))
 
   it.live("a chunk that is not sealed is refused before anything is sent", () =>
