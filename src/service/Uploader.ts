@@ -56,7 +56,7 @@ interface Job {
  * added to the session's. Clear layout: the parts are streamed from the file (no part buffers),
  * two in flight. Encrypted: S3's smallest part (5 MiB), one part in flight and one part buffer
  * (the next part is read from the page cache once the last one is sent, a few milliseconds),
- * instead of the library's default three 8 MiB buffers. Measured: benchmarks.md, "Object
+ * instead of the library's default three 8 MiB buffers. Measured: docs/benchmarks.md, "Object
  * storage: backupd and the tools".
  */
 const BACKGROUND_UPLOAD = { partSize: 5 * 1024 * 1024, queueSize: 1, partBuffers: 1, streamedInFlight: 2 } as const
