@@ -162,11 +162,18 @@ describe.skipIf(!runnable)("object storage end to end", () => {
           // the next sync continues: nothing to append, and it sent little
           const sizes = () => new Map(USERS.map((u) => [u, fs.statSync(backupFilesOf(backup, u)!.data).size]))
           const pulled = sizes()
+          const totals = Effect.map(backup.syslog, (ls) => ls.filter((l) => l.includes("session totals:")))
+          const seenBefore = (yield* totals).length
           const again = yield* runSyncClient(source, ["-A"])
           expect(again.exitCode, again.stderr).toBe(0)
           yield* backup.awaitBackupsClosed()
           expect(sizes()).toEqual(pulled)
-          const sessions = (yield* backup.syslog).filter((l) => l.includes("session totals:"))
+          // the session's totals line reaches the captured syslog a moment after it closes (seen late on a loaded machine)
+          let sessions = yield* totals
+          for (let waited = 0; sessions.length === seenBefore && seenBefore > 0 && waited < 10_000; waited += 100) {
+            yield* Effect.sleep("100 millis")
+            sessions = yield* totals
+          }
           const inOf = (l: string | undefined) => Number(/ in=(\d+)/.exec(l ?? "")?.[1] ?? "NaN")
           const initial = sessions.find((l) => / apply=[1-9]/.test(l))
           const afterPull = sessions.at(-1)
