@@ -51,6 +51,20 @@ export const DroppedObject = Schema.Struct({
 })
 export type DroppedObject = typeof DroppedObject.Type
 
+/**
+ * The data file at the end of the chunks the resolved chain lists: its length, its SHA-1
+ * (checked after the last chunk of a pull, so every byte is covered by the SHA-1 chain of
+ * `fileSha1`s), and, when the writer's index had it at exactly that end, the resumable state
+ * of that SHA-1 (hash-wasm's saved state, hex, as the index's backupd_chunk_state keeps it),
+ * so a rebuilt index can be given it without hashing the file a second time.
+ */
+export const ManifestEnd = Schema.Struct({
+  offset: Count,
+  fileSha1: Hex(40),
+  fileState: Schema.optional(Schema.String.pipe(Schema.pattern(/^(?:[0-9a-f]{2})+$/)))
+})
+export type ManifestEnd = typeof ManifestEnd.Type
+
 export const Manifest = Schema.Struct({
   format: Schema.Literal(MANIFEST_FORMAT),
   version: Schema.Literal(MANIFEST_VERSION),
@@ -70,7 +84,9 @@ export const Manifest = Schema.Struct({
   dataFile: Schema.String,
   chunks: Schema.Array(ChunkEntry),
   /** full only: objects dropped by compaction and not yet deleted. */
-  dropped: Schema.optional(Schema.Array(DroppedObject))
+  dropped: Schema.optional(Schema.Array(DroppedObject)),
+  /** The file after the chain's last chunk (absent in manifests written before it existed). */
+  end: Schema.optional(ManifestEnd)
 })
 export type Manifest = typeof Manifest.Type
 
@@ -107,9 +123,11 @@ export interface ResolvedManifest {
   /** Every chunk of the data file, in file order, end to end from offset 0. */
   readonly chunks: ReadonlyArray<ChunkEntry>
   readonly dropped: ReadonlyArray<DroppedObject>
+  /** The newest manifest's `end`, when it has one. */
+  readonly end?: ManifestEnd | undefined
 }
 
-export const endOf = (chunks: ReadonlyArray<ChunkEntry>): number => {
+export const endOf = (chunks: ReadonlyArray<{ readonly offset: number; readonly size: number }>): number => {
   const last = chunks[chunks.length - 1]
   return last === undefined ? 0 : last.offset + last.size
 }
@@ -148,6 +166,9 @@ export const resolveChain = (chain: ReadonlyArray<Manifest>): Either.Either<Omit
     if (gap !== undefined) return Either.left(`manifest ${m.seq}: ${gap}`)
     chunks.push(...m.chunks)
   }
+  if (top.end !== undefined && top.end.offset !== endOf(chunks)) {
+    return Either.left(`manifest ${top.seq} says the file ends at ${top.end.offset}, its chunks end at ${endOf(chunks)}`)
+  }
   return Either.right({
     user: top.user,
     dataFile: top.dataFile,
@@ -155,6 +176,7 @@ export const resolveChain = (chain: ReadonlyArray<Manifest>): Either.Either<Omit
     created: top.created,
     head: { seq: top.seq, kind: top.kind, chainLength: chain.length, chunkCount: chunks.length, end: endOf(chunks) },
     chunks,
-    dropped: bottom.dropped ?? []
+    dropped: bottom.dropped ?? [],
+    ...(top.end === undefined ? {} : { end: top.end })
   })
 }

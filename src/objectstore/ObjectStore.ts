@@ -37,6 +37,7 @@ import {
   type ChunkEntry,
   type DroppedObject,
   type Manifest,
+  type ManifestEnd,
   type ManifestHead,
   type ResolvedManifest
 } from "./Manifest.js"
@@ -84,6 +85,8 @@ export interface ManifestInput {
   readonly previous?: ManifestHead | undefined
   /** Write a full manifest even if an append would do (after compaction, or a changed `dropped` list). */
   readonly full?: boolean | undefined
+  /** The file where the chunks end (its offset must be their end), written into the manifest. */
+  readonly end?: ManifestEnd | undefined
 }
 
 export interface ManifestWritten {
@@ -297,20 +300,23 @@ const partHasher = (partSize: number) => {
 
 class Mismatch extends Error {}
 
-/** Counts and hashes what passes; at the end, fails the stream if size or SHA-256 differ. */
-const verifying = (size: number, sha256: string) => {
-  const h = createHash("sha256")
+/**
+ * Counts what passes and, given a SHA-256, hashes it; at the end, fails the stream if size or
+ * SHA-256 differ.
+ */
+const verifying = (size: number, sha256: string | undefined) => {
+  const h = sha256 === undefined ? undefined : createHash("sha256")
   let n = 0
   return new TransformStream<Uint8Array, Uint8Array>({
     transform: (chunk, controller) => {
       n += chunk.byteLength
       if (n > size) throw new Mismatch(`more than the expected ${size} bytes`)
-      h.update(chunk)
+      h?.update(chunk)
       controller.enqueue(chunk)
     },
     flush: () => {
       if (n !== size) throw new Mismatch(`${n} bytes, expected ${size}`)
-      const got = h.digest("hex")
+      const got = h?.digest("hex")
       if (got !== sha256) throw new Mismatch(`SHA-256 ${got}, expected ${sha256}`)
     }
   })
@@ -673,6 +679,9 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
       const recipients = yield* requireRecipients(r)
       const gap = checkContiguous(input.chunks, 0)
       if (gap !== undefined) return yield* Effect.fail(new ObjectStoreSourceError({ path: input.dataFile, message: `${input.dataFile}: manifest chunks do not fit: ${gap}` }))
+      if (input.end !== undefined && input.end.offset !== endOf(input.chunks)) {
+        return yield* Effect.fail(new ObjectStoreSourceError({ path: input.dataFile, message: `${input.dataFile}: manifest end at ${input.end.offset}, its chunks end at ${endOf(input.chunks)}` }))
+      }
       const dir = r.naming.userDir(input.user)
       const prev = input.previous
       if (prev !== undefined && !input.full && prev.chunkCount === input.chunks.length && prev.end === endOf(input.chunks)) {
@@ -701,7 +710,8 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
           host: settings.host,
           dataFile: input.dataFile,
           chunks: append ? input.chunks.slice(prev!.chunkCount) : [...input.chunks],
-          ...(append ? {} : { dropped: [...(input.dropped ?? [])] })
+          ...(append ? {} : { dropped: [...(input.dropped ?? [])] }),
+          ...(input.end === undefined ? {} : { end: input.end })
         }
         const object = r.naming.manifestName(dir, seq, m.kind)
         const key = full(object)
@@ -815,7 +825,8 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
       return { key, o }
     })
 
-  const downloadChunk = (entry: ChunkEntry): Stream.Stream<Uint8Array, ObjectStoreError> =>
+  /** `sha256: false`: the size is checked, the SHA-256 is left to a caller that checks the bytes otherwise. */
+  const downloadChunk = (entry: ChunkEntry, check: { readonly sha256: boolean } = { sha256: true }): Stream.Stream<Uint8Array, ObjectStoreError> =>
     Stream.unwrap(
       Effect.gen(function*() {
         const { key, o } = yield* getChunkObject(entry)
@@ -825,7 +836,7 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
               Effect.tryPromise({ try: () => decryptStream(ids, raw), catch: (e) => integrity(key, `cannot decrypt: ${(e as Error).message}`) })
             )
           : raw
-        const checked = plain.pipeThrough(verifying(entry.size, entry.sha256))
+        const checked = plain.pipeThrough(verifying(entry.size, check.sha256 ? entry.sha256 : undefined))
         return Stream.fromReadableStream({
           evaluate: () => checked,
           onError: (e): ObjectStoreError =>
@@ -844,16 +855,16 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
    * no web stream or Effect stream per block between (restoreDataFile's path: the cost per byte
    * that matters in a pull); encrypted: through downloadChunk (age decrypts a web stream).
    */
-  const downloadInto = (entry: ChunkEntry, onBlock: (b: Uint8Array) => void | Promise<void>): Effect.Effect<void, ObjectStoreError> =>
+  const downloadInto = (entry: ChunkEntry, check: { readonly sha256: boolean }, onBlock: (b: Uint8Array) => void | Promise<void>): Effect.Effect<void, ObjectStoreError> =>
     encrypted
-      ? Stream.runForEach(downloadChunk(entry), (b) =>
+      ? Stream.runForEach(downloadChunk(entry, check), (b) =>
           Effect.tryPromise({ try: async () => await onBlock(b), catch: (e) => (e instanceof ObjectStoreSourceError ? e : integrity(full(entry.object), String(e))) })
         )
       : Effect.gen(function*() {
           const { key, o } = yield* getChunkObject(entry)
           const body = o.Body as AsyncIterable<Uint8Array> | undefined
           if (body === undefined || typeof body[Symbol.asyncIterator] !== "function") return yield* Effect.fail(integrity(key, "GetObject returned no body stream"))
-          const h = createHash("sha256")
+          const h = check.sha256 ? createHash("sha256") : undefined
           let n = 0
           yield* Effect.tryPromise({
             try: async (signal) => {
@@ -862,13 +873,13 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
               for await (const b of body) {
                 n += b.byteLength
                 if (n > entry.size) throw new Mismatch(`more than the expected ${entry.size} bytes`)
-                h.update(b)
+                h?.update(b)
                 const wait = onBlock(b)
                 if (wait !== undefined) await wait
               }
               if (n !== entry.size) throw new Mismatch(`${n} bytes, expected ${entry.size}`)
-              const got = h.digest("hex")
-              if (got !== entry.sha256) throw new Mismatch(`SHA-256 ${got}, expected ${entry.sha256}`)
+              const got = h?.digest("hex")
+              if (h !== undefined && got !== entry.sha256) throw new Mismatch(`SHA-256 ${got}, expected ${entry.sha256}`)
             },
             catch: (e) =>
               e instanceof ObjectStoreSourceError
@@ -885,14 +896,25 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
       : ((x: { path?: string; op?: string; message?: string }) =>
           new ObjectStoreSourceError({ path: x.path ?? "", message: [x.path, x.op, x.message ?? String(e)].filter((p) => p !== undefined && p !== "").join(": ") }))(e as object)
 
+  /**
+   * The file's SHA-1 is checked before the first chunk and after every chunk (against the next
+   * chunk's file_sha1, or the manifest's `end` after the last), a failure naming the chunk just
+   * received. With `end`, that chain covers every byte, so a member's SHA-256 is not computed
+   * as well; without it (older manifests), the last chunk's bytes rest on its SHA-256.
+   */
   const restoreInto = (manifest: ResolvedManifest, sink: RestoreSink): Effect.Effect<number, ObjectStoreError> =>
     Effect.gen(function*() {
-      let at = 0
-      for (const c of manifest.chunks) {
-        if (c.offset !== at) return yield* Effect.fail(integrity(c.object, `starts at ${c.offset}, the file is ${at} bytes long`))
+      const end: ManifestEnd | undefined = manifest.end
+      const check = { sha256: end === undefined }
+      const first = manifest.chunks[0]
+      if (first !== undefined) {
         const sofar = sink.sha1()
-        if (sofar !== c.fileSha1) return yield* Effect.fail(integrity(c.object, `file_sha1 before chunk ${c.id} is ${sofar}, the index said ${c.fileSha1}`))
-        yield* downloadInto(c, (block) => {
+        if (sofar !== first.fileSha1) return yield* Effect.fail(integrity(first.object, `file_sha1 before chunk ${first.id} is ${sofar}, the index said ${first.fileSha1}`))
+      }
+      let at = 0
+      for (const [i, c] of manifest.chunks.entries()) {
+        if (c.offset !== at) return yield* Effect.fail(integrity(c.object, `starts at ${c.offset}, the file is ${at} bytes long`))
+        yield* downloadInto(c, check, (block) => {
           at += block.byteLength
           // the sink's own failure (a local write) is not the download's
           let wait: void | Promise<void>
@@ -903,6 +925,14 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
           }
           return wait === undefined ? undefined : wait.catch((e: unknown) => Promise.reject(sinkError(e)))
         })
+        const next = manifest.chunks[i + 1]
+        const want = next?.fileSha1 ?? end?.fileSha1
+        if (want !== undefined) {
+          const sofar = sink.sha1()
+          if (sofar !== want) {
+            return yield* Effect.fail(integrity(c.object, `file_sha1 after chunk ${c.id} is ${sofar}, the manifest says ${want} (${next === undefined ? "the file's end" : `chunk ${next.id}'s file_sha1`})`))
+          }
+        }
       }
       return at
     })

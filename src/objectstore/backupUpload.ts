@@ -16,9 +16,9 @@
  * 2 without (src/service/Uploader.ts).
  */
 import { Effect, Option } from "effect"
-import { indexQueries, type ChunkRow } from "../store/index.js"
+import { digestOfSavedState, indexQueries, type ChunkRow } from "../store/index.js"
 import type { ObjectStoreError } from "./errors.js"
-import type { ChunkEntry, DroppedObject, ManifestHead } from "./Manifest.js"
+import { endOf, type ChunkEntry, type DroppedObject, type ManifestEnd, type ManifestHead } from "./Manifest.js"
 import type { ObjectStoreShape } from "./ObjectStore.js"
 import {
   chunkMembers,
@@ -45,6 +45,8 @@ export interface UploadPlan {
   readonly head: ManifestHead | undefined
   readonly headObject: string | undefined
   readonly dropped: ReadonlyArray<DroppedObject>
+  /** The index's chunk-state row (its resumable file SHA-1 gives the manifest's `end.fileState`). */
+  readonly tail?: ChunkTail | undefined
 }
 
 /** What is not in the bucket yet: sealed chunks without a recorded entry (the open chunk is never counted). */
@@ -85,7 +87,7 @@ export const planUpload = (sql: Sql, indexPath: string, user: string, dataPath: 
     const head = Option.getOrUndefined(previousHead(state))
     // a head that does not describe the recorded chunks (rows lost or changed) is not trusted
     const consistent = head !== undefined && chunks.filter((c) => c.known !== undefined).length === head.chunkCount
-    return { user, dataPath, chunks, head: consistent ? head : undefined, headObject: state.head?.object, dropped: state.dropped }
+    return { user, dataPath, chunks, head: consistent ? head : undefined, headObject: state.head?.object, dropped: state.dropped, tail }
   })
 
 export interface UploadOutcome {
@@ -98,6 +100,27 @@ export interface UploadOutcome {
   readonly reused: number
   readonly manifest: { readonly head: ManifestHead; readonly object: string; readonly written: boolean } | undefined
 }
+
+const SHA1_HEX = /^[0-9a-f]{40}$/
+
+/**
+ * The manifest's `end` for the first `count` planned chunks: the file SHA-1 where they end is
+ * the next chunk's file_sha1 (the open chunk's, when one follows), or, where they end at the
+ * chunk-state row's sealed end, the digest of its saved state, which then goes along. Absent
+ * when the index has neither (an index Cyrus's tools built).
+ */
+export const manifestEnd = (plan: Pick<UploadPlan, "chunks" | "tail">, count: number): Effect.Effect<ManifestEnd | undefined> =>
+  Effect.gen(function*() {
+    const listed = plan.chunks.slice(0, count)
+    const offset = endOf(listed.map((c) => c.meta))
+    const tail = plan.tail
+    if (tail !== undefined && tail.sealed && tail.fileState !== undefined && tail.endOffset === offset && tail.chunkId === listed[listed.length - 1]?.meta.id) {
+      const fileSha1 = yield* digestOfSavedState(tail.fileState)
+      if (fileSha1 !== undefined) return { offset, fileSha1, fileState: tail.fileState }
+    }
+    const next = plan.chunks[count]
+    return next !== undefined && next.meta.offset === offset && SHA1_HEX.test(next.meta.fileSha1) ? { offset, fileSha1: next.meta.fileSha1 } : undefined
+  })
 
 /**
  * Step 2: uploads what the plan lacks through `fd` and writes the next manifest (full when
@@ -151,13 +174,15 @@ export const runUpload = (
     if (entries.length === 0 || (nothingNew && plan.headObject !== undefined)) {
       return { plan, entries, uploaded, uploadedBytes, reused, manifest: undefined }
     }
+    const end = yield* manifestEnd(plan, entries.length)
     const m = yield* store.putManifest({
       user: plan.user,
       dataFile: plan.dataPath,
       chunks: entries.map((e) => e.entry),
       dropped,
       previous: plan.head,
-      full
+      full,
+      ...(end === undefined ? {} : { end })
     })
     return { plan: { ...plan, dropped }, entries, uploaded, uploadedBytes, reused, manifest: m }
   })

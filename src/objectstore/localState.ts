@@ -59,7 +59,7 @@ const SELECT_OBJECTS = "SELECT chunk_id, offset, size, data_sha1, file_sha1, ent
 const SELECT_HEAD = "SELECT seq, kind, chain_length, chunk_count, end_offset, object, written FROM backupd_object_head WHERE id = 1;"
 const SELECT_DROPPED = "SELECT object, dropped_at, version_id FROM backupd_object_dropped ORDER BY dropped_at, object;"
 const TAIL_TABLE = "backupd_chunk_state"
-const SELECT_TAIL = "SELECT chunk_id, sealed, end_offset FROM backupd_chunk_state WHERE id = 1;"
+const SELECT_TAIL = "SELECT chunk_id, sealed, end_offset, file_sha1_state FROM backupd_chunk_state WHERE id = 1;"
 
 const tableCount = (name: string) => `SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = '${name}';`
 const hasTable = (sql: Sql, name: string) => Effect.map(q<{ n: unknown }>(sql, tableCount(name)), (rs) => num(rs[0]?.n) > 0)
@@ -96,7 +96,14 @@ const droppedOf = (rows: ReadonlyArray<Row>): ReadonlyArray<DroppedObject> =>
   rows.map((r): DroppedObject => ({ object: str(r.object), droppedAt: str(r.dropped_at), ...(r.version_id === null || r.version_id === undefined ? {} : { versionId: str(r.version_id) }) }))
 
 const tailOf = (r: Row | undefined): ChunkTail | undefined =>
-  r === undefined ? undefined : { chunkId: r.chunk_id === null ? null : num(r.chunk_id), sealed: num(r.sealed) === 1, endOffset: num(r.end_offset) }
+  r === undefined
+    ? undefined
+    : {
+        chunkId: r.chunk_id === null ? null : num(r.chunk_id),
+        sealed: num(r.sealed) === 1,
+        endOffset: num(r.end_offset),
+        ...(typeof r.file_sha1_state === "string" && r.file_sha1_state !== "" ? { fileState: r.file_sha1_state } : {})
+      }
 
 /** Reads the upload state (empty when the tables are absent: an index Cyrus's tools built). */
 export const readUploadState = (sql: Sql): Effect.Effect<LocalUploadState, unknown> =>
@@ -172,6 +179,8 @@ export interface ChunkTail {
   readonly chunkId: number | null
   readonly sealed: boolean
   readonly endOffset: number
+  /** The data file's resumable SHA-1 at `endOffset` (hex; readTail only, the snapshot leaves it out). */
+  readonly fileState?: string
 }
 
 /** The tail row, undefined when the row or table is absent. */

@@ -89,6 +89,7 @@ export {
   type ReindexRejection,
   type ReindexReport
 } from "./maintain/reindex.js"
+export { digestOfSavedState } from "./format/sha1State.js"
 export { receiveBackup, type BackupReceiver, type ReceivedBackup, type ReceiveOptions } from "./maintain/receiveBackup.js"
 export { compactRequired, type SizeOptions } from "./maintain/compactRules.js"
 export {

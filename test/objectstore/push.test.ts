@@ -96,6 +96,9 @@ describe.skipIf(ceph.skip !== undefined)("ctl_backups and the object store", () 
     expect(sha1File(rebuilt!)).toBe(sha1File(data))
     const q = "SELECT id, offset, length, file_sha1, data_sha1, ts_start, ts_end FROM chunk ORDER BY id"
     expect(tableRows(`${rebuilt}.index`, q)).toEqual(tableRows(`${data}.index`, q))
+    // the manifest's end carried the writer's saved file hash: the rebuilt index has it as it was
+    const chunkState = "SELECT * FROM backupd_chunk_state"
+    expect(tableRows(`${rebuilt}.index`, chunkState)).toEqual(tableRows(`${data}.index`, chunkState))
     const listed = await runOurs("ctl_backups", ["-C", b.conf, "list", "-j", "alice"])
     expect(json(listed.stdout)[0]).toMatchObject({ userid: "alice", fname: rebuilt, pending_chunks: 0, pending_bytes: 0 })
     // the head manifest pulled is recorded with its object name (push extends its lock from then on)

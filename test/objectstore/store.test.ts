@@ -12,10 +12,11 @@ import { GetObjectCommand, HeadObjectCommand, PutObjectCommand } from "@aws-sdk/
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Stream } from "effect"
 import { afterAll, beforeAll, vi } from "vitest"
+import { manifestEnd, planUpload } from "../../src/objectstore/backupUpload.js"
 import { makeObjectStore, type ObjectStoreShape } from "../../src/objectstore/ObjectStore.js"
 import { loadSdk, makeClient } from "../../src/objectstore/s3.js"
 import { putObjectFromSource } from "../../src/objectstore/upload.js"
-import { receiveBackup, reindexFile } from "../../src/store/index.js"
+import { digestOfSavedState, openBackup, receiveBackup, reindexFile } from "../../src/store/index.js"
 import { tableRows } from "../store/support.js"
 import { cephContext, createBucket, credentialsFile, rawClient, removeBucket, startCeph, storeSettings, warnIfNoCeph, type S3Env } from "../support/ceph.js"
 import { bigMember, chunkMetas, goldenBackup, QUICK_RETRY, sha1File, tempDir } from "./support.js"
@@ -323,6 +324,88 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       // and one closed before it is complete leaves nothing either
       yield* Effect.scoped(Effect.flatMap(receiveBackup({ target, work: `${target}.pull`, size }), (r) => Effect.promise(() => r.write(fs.readFileSync(data).subarray(0, 1000)))))
       expect(fs.readdirSync(dir).filter((f) => f.startsWith("broken"))).toEqual([])
+    }))
+
+  it.live("the manifest's end: the file's SHA-1 (and its saved state) where the chunks end; a pull checks it after the last chunk, uses the state only when both digests agree, and names a tampered last object", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("os-end")
+      const data = yield* goldenBackup(dir, "erin_os")
+      const metas = chunkMetas(data)
+      expect(metas.length).toBeGreaterThan(1)
+      const size = fs.statSync(data).size
+      const savedState = String((tableRows(`${data}.index`, "SELECT file_sha1_state FROM backupd_chunk_state")[0] as { file_sha1_state: unknown }).file_sha1_state)
+      const plan = yield* Effect.scoped(Effect.flatMap(openBackup(data), (b) => planUpload(b.sql, `${data}.index`, "erin", data, size)))
+      // every chunk sealed: the state row's end, with its state; one chunk fewer: the next chunk's file_sha1
+      const end = yield* manifestEnd(plan, plan.chunks.length)
+      expect(end).toEqual({ offset: size, fileSha1: sha1File(data), fileState: savedState })
+      const last = metas[metas.length - 1]!
+      expect(yield* manifestEnd(plan, metas.length - 1)).toEqual({ offset: last.offset, fileSha1: last.fileSha1 })
+
+      const store = makeObjectStore(storeSettings(env, bucket, { prefix: "end/" }))
+      const entries = yield* uploadAll(store, "erin", data, metas)
+      const wrongEnd = yield* Effect.either(store.putManifest({ user: "erin", dataFile: data, chunks: entries, end: { ...end!, offset: size - 1 } }))
+      expect(Either.isLeft(wrongEnd) && wrongEnd.left.message).toContain(`manifest end at ${size - 1}, its chunks end at ${size}`)
+      yield* store.putManifest({ user: "erin", dataFile: data, chunks: entries, end })
+      const resolved = (yield* store.latestManifest("erin"))!
+      expect(resolved.end).toEqual(end)
+
+      const reference = path.join(dir, "reference")
+      yield* store.restoreDataFile(resolved, reference)
+      yield* reindexFile(reference)
+      const chunkState = "SELECT * FROM backupd_chunk_state"
+      // hash-wasm's saved state carries bytes beyond the hashed ones, so a writer's state and a
+      // reindex's differ as bytes while standing for the same hash: which one an index has tells
+      // whether it was given the manifest's or hashed the file itself
+      const rowOf = (index: string) => tableRows(index, chunkState)[0] as Record<string, unknown>
+      const { file_sha1_state: writerState, ...writerRest } = rowOf(`${data}.index`)
+      const { file_sha1_state: rehashedState, ...rehashedRest } = rowOf(`${reference}.index`)
+      expect(rehashedRest).toEqual(writerRest)
+      expect(writerState).toBe(savedState)
+      expect(rehashedState).not.toBe(savedState)
+      const pull = (name: string, m: typeof resolved, endGiven: typeof end) =>
+        Effect.either(
+          Effect.scoped(
+            Effect.gen(function*() {
+              const target = path.join(dir, name)
+              const r = yield* receiveBackup({ target, work: `${target}.pull`, size, end: endGiven })
+              yield* store.restoreInto(m, r)
+              return yield* r.complete
+            })
+          )
+        )
+      // the state given goes into the index as it is; one that does not stand for fileSha1 is not trusted: the index hashes the file itself
+      const otherState = savedState.slice(0, 10) + (savedState[10] === "0" ? "1" : "0") + savedState.slice(11)
+      for (const [name, given] of [["given", end], ["untrusted", { ...end!, fileState: otherState }]] as const) {
+        const got = yield* pull(name, resolved, given)
+        expect(Either.isRight(got) && got.right).toMatchObject({ bytes: size, sha1: sha1File(data), problems: [], rejected: [] })
+        const { file_sha1_state: state, ...rest } = rowOf(`${path.join(dir, name)}.index`)
+        expect(rest).toEqual(writerRest)
+        expect(yield* digestOfSavedState(String(state))).toBe(sha1File(data))
+        if (name === "given") expect(state).toBe(savedState)
+        else expect([savedState, otherState]).not.toContain(state)
+      }
+
+      const lastObject = entries[entries.length - 1]!.object
+      const lastKey = `end/${lastObject}`
+      // a wrong end.fileSha1: the last chunk is named, nothing left behind
+      const badEnd = { ...resolved, end: { ...end!, fileSha1: "0".repeat(40) } }
+      const noEnd = yield* pull("bad-end", badEnd, badEnd.end)
+      expect(Either.isLeft(noEnd) && noEnd.left.message).toContain(`prefix end/: ${lastObject}: file_sha1 after chunk ${last.id} is ${sha1File(data)}, the manifest says ${"0".repeat(40)} (the file's end)`)
+      expect(fs.readdirSync(dir).filter((f) => f.startsWith("bad-end"))).toEqual([])
+
+      // the last object replaced behind the library's back, same size: its SHA-256 is not computed, the end's SHA-1 catches it
+      const bytes = fs.readFileSync(data).subarray(last.offset, last.offset + last.size)
+      bytes[bytes.length - 20] ^= 0xff
+      const s3 = rawClient(env)
+      yield* Effect.promise(() => s3.send(new PutObjectCommand({ Bucket: bucket, Key: lastKey, Body: bytes })))
+      s3.destroy()
+      const tampered = yield* pull("tampered", resolved, resolved.end)
+      expect(Either.isLeft(tampered) && tampered.left.message).toMatch(new RegExp(`prefix end/: ${lastObject}: file_sha1 after chunk ${last.id} is [0-9a-f]{40}, the manifest says ${sha1File(data)} \\(the file's end\\)`))
+      expect(fs.readdirSync(dir).filter((f) => f.startsWith("tampered"))).toEqual([])
+      // without end (an older manifest), the same object fails its SHA-256
+      const { end: _dropped, ...older } = resolved
+      const old = yield* pull("older", older, undefined)
+      expect(Either.isLeft(old) && old.left.message).toContain(`${lastKey}: SHA-256`)
     }))
 
   it.live("verify reports an object that differs from its manifest entry", () =>

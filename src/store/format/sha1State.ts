@@ -23,4 +23,17 @@ export const peekDigest = (h: Sha1): string => {
   return d
 }
 
+/** The digest a saved state (hex) stands for, loaded into `h` (which it replaces); undefined if it does not load. */
+export const digestOfState = (h: Sha1, hex: string): string | undefined => {
+  try {
+    h.load(stateFromHex(hex))
+    return h.digest("hex")
+  } catch {
+    return undefined
+  }
+}
+
+/** digestOfState on a fresh hasher. */
+export const digestOfSavedState = (hex: string): Effect.Effect<string | undefined> => Effect.map(newSha1, (h) => digestOfState(h, hex))
+
 export const EMPTY_SHA1 = "da39a3ee5e6b4b0d3255bfef95601890afd80709"

@@ -2,8 +2,8 @@
  * A new backup made from its data file's bytes as they arrive (a pull from the object store,
  * docs/storage.md, "Rebuilding a host"), in one pass instead of "write the file, then
  * reindex it": the bytes go to a work file (`work`) through the thread pool, in batches of
- * about 1 MiB, hashed on the way (the file's resumable SHA-1, whose state the index keeps),
- * and the index is rebuilt at the same time by `rebuildIndex`, which reads the work file
+ * about 1 MiB, hashed on the way (the file's resumable SHA-1, whose state the index keeps, or
+ * node's SHA-1 when the sender supplies that state: `end`), and the index is rebuilt at the same time by `rebuildIndex`, which reads the work file
  * behind its writer (each read waits until its bytes are written), so the index is the one
  * a reindex of the finished file builds. Writeback starts early (an fdatasync every 32 MiB),
  * so the last one is short.
@@ -13,13 +13,14 @@
  * existing file) and fsyncs the directory. A failure, or a scope closed before `complete`,
  * removes the work files.
  */
+import { createHash } from "node:crypto"
 import fs from "node:fs"
 import nodePath from "node:path"
 import { Effect, Fiber, type Scope } from "effect"
 import { indexPathOf } from "../openBackup.js"
 import { BackupIoError, ioError, type BackupIndexError } from "../errors.js"
 import { openIndexDb } from "../index/db.js"
-import { newSha1, peekDigest, saveState, stateToHex } from "../format/sha1State.js"
+import { digestOfSavedState, newSha1, peekDigest, saveState, stateToHex } from "../format/sha1State.js"
 import { fsyncDirectory } from "../../util/fsyncDirectory.js"
 import { rebuildIndex, type RebuildResult } from "./reindex.js"
 
@@ -30,12 +31,20 @@ export interface ReceiveOptions {
   readonly work: string
   /** How many bytes the data file will have. */
   readonly size: number
+  /**
+   * What the sender says the whole file hashes to: its SHA-1 and, optionally, the resumable
+   * SHA-1 state (hex, hash-wasm's) the writer's index kept at that end. With the state, the
+   * bytes are hashed with node's SHA-1 instead (about half the CPU), and the state goes into
+   * the new index only if the received file's digest and the state's own digest both equal
+   * `fileSha1`; otherwise the index is given no state and hashes the file itself.
+   */
+  readonly end?: { readonly fileSha1: string; readonly fileState?: string | undefined } | undefined
 }
 
 export interface BackupReceiver {
   /** The next bytes of the data file, in order (kept until written). Resolves when it may take more. */
   readonly write: (bytes: Uint8Array) => Promise<void>
-  /** SHA-1 (hex) of every byte written so far; noted, so that a chunk starting here is not hashed again. */
+  /** SHA-1 (hex) of every byte taken so far; noted, so that a chunk starting here is not hashed again. */
   readonly sha1: () => string
   /** Every byte written: the index finished, both files durable and in place. */
   readonly complete: Effect.Effect<ReceivedBackup, BackupIoError | BackupIndexError>
@@ -51,6 +60,28 @@ const BATCH = 1 << 20
 /** Bytes taken but not yet written before `write` makes its caller wait. */
 const IN_FLIGHT = 8 << 20
 const SYNC_EVERY = 32 << 20
+
+/** The data file's running SHA-1, and the resumable state of the whole file for the index. */
+interface FileHash {
+  readonly update: (b: Uint8Array) => void
+  /** The digest so far, the hash going on. */
+  readonly peek: () => string
+  /** The saved state (hex) once the whole file is hashed, or undefined if there is none to give. */
+  readonly stateOfWhole: () => string | undefined
+}
+
+const wasmFileHash = Effect.map(newSha1, (h): FileHash => ({
+  update: (b) => void h.update(b),
+  peek: () => peekDigest(h),
+  stateOfWhole: () => stateToHex(saveState(h))
+}))
+
+const nativeFileHash = (end: { readonly fileSha1: string; readonly fileState: string }) =>
+  Effect.map(digestOfSavedState(end.fileState), (stateDigest): FileHash => {
+    const h = createHash("sha1")
+    const peek = () => h.copy().digest("hex")
+    return { update: (b) => void h.update(b), peek, stateOfWhole: () => (stateDigest === end.fileSha1 && peek() === end.fileSha1 ? end.fileState : undefined) }
+  })
 
 const fsCall = <A>(f: (cb: (e: NodeJS.ErrnoException | null, a: A) => void) => void): Promise<A> =>
   new Promise((resolve, reject) => f((e, a) => (e ? reject(e) : resolve(a))))
@@ -84,7 +115,8 @@ export const receiveBackup = (options: ReceiveOptions): Effect.Effect<BackupRece
         })
     )
 
-    const fileHash = yield* newSha1
+    const end = options.end
+    const fileHash = yield* (end?.fileState !== undefined ? nativeFileHash({ fileSha1: end.fileSha1, fileState: end.fileState }) : wasmFileHash)
     const noted = new Map<number, string>()
     let taken = 0 // bytes handed to write (and hashed)
     let written = 0 // bytes in the file, contiguous from 0
@@ -186,7 +218,7 @@ export const receiveBackup = (options: ReceiveOptions): Effect.Effect<BackupRece
     }
 
     const sha1 = () => {
-      const d = peekDigest(fileHash)
+      const d = fileHash.peek()
       noted.set(taken, d)
       return d
     }
@@ -196,7 +228,7 @@ export const receiveBackup = (options: ReceiveOptions): Effect.Effect<BackupRece
         rebuildIndex({ fd, path: work }, sql, workIndex, {
           size,
           gate,
-          fileSha1: { digestAt: (o) => noted.get(o), stateOfWhole: () => (taken === size ? stateToHex(saveState(fileHash)) : undefined) }
+          fileSha1: { digestAt: (o) => noted.get(o), stateOfWhole: () => (taken === size ? fileHash.stateOfWhole() : undefined) }
         })
       )
     ).pipe(
@@ -217,7 +249,7 @@ export const receiveBackup = (options: ReceiveOptions): Effect.Effect<BackupRece
         if (failure !== undefined) throw failure
         await fsCall<void>((cb) => fs.fdatasync(fd, cb))
       })
-      const sha1 = peekDigest(fileHash)
+      const sha1 = fileHash.peek()
       yield* Effect.try({
         try: () => {
           // never over an existing file: link, then drop the work name

@@ -1,8 +1,9 @@
 /**
  * `ctl_backups pull [-A | userids...]`: rebuilds backups from the object store on this host
  * (docs/storage.md, "Rebuilding a host"). For each user (every user directory of the prefix
- * with -A): the newest manifest resolved, the data file rebuilt byte for byte (every member's
- * SHA-256 and every chunk's file_sha1 checked) and its index rebuilt from the data file
+ * with -A): the newest manifest resolved, the data file rebuilt byte for byte (the file's SHA-1
+ * checked at every chunk's file_sha1 and at the manifest's end, or, for an older manifest
+ * without `end`, every member's SHA-256 as well) and its index rebuilt from the data file
  * (reindex: Cyrus's tables and our chunk state) in the same pass, as the bytes arrive
  * (`receiveBackup`), the upload state recorded (every chunk is in the bucket already), and
  * `userid → data file` added to backups.db.
@@ -54,7 +55,7 @@ const pullUser = (run: Run, store: ObjectStoreShape, partitions: PartitionsServi
     const size = m.chunks.reduce((n, c) => Math.max(n, c.offset + c.size), 0)
     const restored = yield* Effect.scoped(
       Effect.gen(function*() {
-        const receiver = yield* receiveBackup({ target, work: `${target}.pull`, size }).pipe(Effect.mapError(local))
+        const receiver = yield* receiveBackup({ target, work: `${target}.pull`, size, end: m.end }).pipe(Effect.mapError(local))
         yield* store.restoreInto(m, receiver)
         return yield* receiver.complete.pipe(Effect.mapError(local))
       })
