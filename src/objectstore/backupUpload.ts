@@ -15,10 +15,10 @@
  * `ctl_backups push` runs all three under its lock; backupd runs 1 and 3 under short locks and
  * 2 without (src/service/Uploader.ts).
  */
-import { Effect, Option } from "effect"
+import { Effect, Option, Schema } from "effect"
 import { digestOfSavedState, indexQueries, type ChunkRow } from "../store/index.js"
 import type { ObjectStoreError } from "./errors.js"
-import { endOf, type ChunkEntry, type DroppedObject, type ManifestEnd, type ManifestHead } from "./Manifest.js"
+import { endOf, ManifestEnd, type ChunkEntry, type DroppedObject, type ManifestHead } from "./Manifest.js"
 import type { ObjectStoreShape } from "./ObjectStore.js"
 import {
   chunkMembers,
@@ -101,13 +101,14 @@ export interface UploadOutcome {
   readonly manifest: { readonly head: ManifestHead; readonly object: string; readonly written: boolean } | undefined
 }
 
-const SHA1_HEX = /^[0-9a-f]{40}$/
+const isManifestEnd = Schema.is(ManifestEnd)
 
 /**
  * The manifest's `end` for the first `count` planned chunks: the file SHA-1 where they end is
- * the next chunk's file_sha1 (the open chunk's, when one follows), or, where they end at the
- * chunk-state row's sealed end, the digest of its saved state, which then goes along. Absent
- * when the index has neither (an index Cyrus's tools built).
+ * the next chunk's file_sha1 (the open chunk's, when one follows; chunkMembers makes each
+ * chunk end where the next begins), or, where they end at the chunk-state row's sealed end,
+ * the digest of its saved state, which then goes along. Absent when the index has neither (an
+ * index Cyrus's tools built), or what it has would not make a valid manifest field.
  */
 export const manifestEnd = (plan: Pick<UploadPlan, "chunks" | "tail">, count: number): Effect.Effect<ManifestEnd | undefined> =>
   Effect.gen(function*() {
@@ -116,10 +117,12 @@ export const manifestEnd = (plan: Pick<UploadPlan, "chunks" | "tail">, count: nu
     const tail = plan.tail
     if (tail !== undefined && tail.sealed && tail.fileState !== undefined && tail.endOffset === offset && tail.chunkId === listed[listed.length - 1]?.meta.id) {
       const fileSha1 = yield* digestOfSavedState(tail.fileState)
-      if (fileSha1 !== undefined) return { offset, fileSha1, fileState: tail.fileState }
+      const end = { offset, fileSha1, fileState: tail.fileState }
+      if (isManifestEnd(end)) return end
     }
     const next = plan.chunks[count]
-    return next !== undefined && next.meta.offset === offset && SHA1_HEX.test(next.meta.fileSha1) ? { offset, fileSha1: next.meta.fileSha1 } : undefined
+    const end = next === undefined ? undefined : { offset, fileSha1: next.meta.fileSha1 }
+    return isManifestEnd(end) ? end : undefined
   })
 
 /**
