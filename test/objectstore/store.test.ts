@@ -13,6 +13,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Stream } from "effect"
 import { afterAll, beforeAll, vi } from "vitest"
 import { manifestEnd, planUpload } from "../../src/objectstore/backupUpload.js"
+import type { ResolvedManifest } from "../../src/objectstore/Manifest.js"
 import { makeObjectStore, type ObjectStoreShape } from "../../src/objectstore/ObjectStore.js"
 import { loadSdk, makeClient } from "../../src/objectstore/s3.js"
 import { putObjectFromSource } from "../../src/objectstore/upload.js"
@@ -36,6 +37,16 @@ warnIfNoCeph("object store suite")
  * Runs `action` once, as soon as `fs.read` has returned `size` bytes in all (the naming pass of
  * a member of that size), so the upload that follows reads a file that changed after naming.
  */
+/** A pull's core: the manifest's chunks received in one pass (restoreInto into receiveBackup) at `target`. */
+const receiveFrom = (store: ObjectStoreShape, m: ResolvedManifest, target: string, size: number, end?: ResolvedManifest["end"]) =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const r = yield* receiveBackup({ target, work: `${target}.pull`, size, end })
+      expect(yield* store.restoreInto(m, r)).toBe(size)
+      return yield* r.complete
+    })
+  )
+
 const afterNaming = (size: number, action: () => void) => {
   const real = fs.read
   let read = 0
@@ -294,13 +305,7 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       expect(dump(`${reference}.index`)["backupd_chunk_state"]).toHaveLength(1)
       {
         const target = path.join(dir, "received")
-        const got = yield* Effect.scoped(
-          Effect.gen(function*() {
-            const r = yield* receiveBackup({ target, work: `${target}.pull`, size })
-            expect(yield* store.restoreInto(resolved, r)).toBe(size)
-            return yield* r.complete
-          })
-        )
+        const got = yield* receiveFrom(store, resolved, target, size)
         expect(got).toMatchObject({ bytes: size, sha1: sha1File(data), chunks: metas.length, problems: [], rejected: [] })
         expect(sha1File(target)).toBe(sha1File(data))
         expect(dump(`${target}.index`)).toEqual(dump(`${reference}.index`))
@@ -310,15 +315,7 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       // a chunk that fails its SHA-256 at the end of its download: nothing in place, no work files left
       const bad = { ...resolved, chunks: resolved.chunks.map((c, i) => (i === resolved.chunks.length - 1 ? { ...c, sha256: "0".repeat(64) } : c)) }
       const target = path.join(dir, "broken")
-      const failed = yield* Effect.either(
-        Effect.scoped(
-          Effect.gen(function*() {
-            const r = yield* receiveBackup({ target, work: `${target}.pull`, size })
-            yield* store.restoreInto(bad, r)
-            return yield* r.complete
-          })
-        )
-      )
+      const failed = yield* Effect.either(receiveFrom(store, bad, target, size))
       expect(Either.isLeft(failed) && failed.left.message).toContain("SHA-256")
       expect(fs.readdirSync(dir).filter((f) => f.startsWith("broken"))).toEqual([])
       // and one closed before it is complete leaves nothing either
@@ -362,17 +359,7 @@ describe.skipIf(ceph.skip !== undefined)("object store on Ceph", () => {
       expect(rehashedRest).toEqual(writerRest)
       expect(writerState).toBe(savedState)
       expect(rehashedState).not.toBe(savedState)
-      const pull = (name: string, m: typeof resolved, endGiven: typeof end) =>
-        Effect.either(
-          Effect.scoped(
-            Effect.gen(function*() {
-              const target = path.join(dir, name)
-              const r = yield* receiveBackup({ target, work: `${target}.pull`, size, end: endGiven })
-              yield* store.restoreInto(m, r)
-              return yield* r.complete
-            })
-          )
-        )
+      const pull = (name: string, m: typeof resolved, endGiven: typeof end) => Effect.either(receiveFrom(store, m, path.join(dir, name), size, endGiven))
       // the state given goes into the index as it is; one that does not stand for fileSha1 is not trusted: the index hashes the file itself
       const otherState = savedState.slice(0, 10) + (savedState[10] === "0" ? "1" : "0") + savedState.slice(11)
       for (const [name, given] of [["given", end], ["untrusted", { ...end!, fileState: otherState }]] as const) {
