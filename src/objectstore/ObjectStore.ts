@@ -301,24 +301,36 @@ const partHasher = (partSize: number) => {
 class Mismatch extends Error {}
 
 /**
- * Counts what passes and, given a SHA-256, hashes it; at the end, fails the stream if size or
- * SHA-256 differ.
+ * One object's bytes as they arrive: counted and, given a SHA-256, hashed. `add` throws a
+ * Mismatch past `size`; `end` throws one if the size or the SHA-256 differ.
  */
-const verifying = (size: number, sha256: string | undefined) => {
+const objectCheck = (size: number, sha256: string | undefined) => {
   const h = sha256 === undefined ? undefined : createHash("sha256")
   let n = 0
-  return new TransformStream<Uint8Array, Uint8Array>({
-    transform: (chunk, controller) => {
-      n += chunk.byteLength
+  return {
+    add: (b: Uint8Array) => {
+      n += b.byteLength
       if (n > size) throw new Mismatch(`more than the expected ${size} bytes`)
-      h?.update(chunk)
-      controller.enqueue(chunk)
+      h?.update(b)
     },
-    flush: () => {
+    end: () => {
       if (n !== size) throw new Mismatch(`${n} bytes, expected ${size}`)
-      const got = h?.digest("hex")
+      if (h === undefined) return
+      const got = h.digest("hex")
       if (got !== sha256) throw new Mismatch(`SHA-256 ${got}, expected ${sha256}`)
     }
+  }
+}
+
+/** objectCheck as a web stream: the bytes pass through, and its end fails the stream on a mismatch. */
+const verifying = (size: number, sha256: string | undefined) => {
+  const c = objectCheck(size, sha256)
+  return new TransformStream<Uint8Array, Uint8Array>({
+    transform: (chunk, controller) => {
+      c.add(chunk)
+      controller.enqueue(chunk)
+    },
+    flush: c.end
   })
 }
 
@@ -864,22 +876,17 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
           const { key, o } = yield* getChunkObject(entry)
           const body = o.Body as AsyncIterable<Uint8Array> | undefined
           if (body === undefined || typeof body[Symbol.asyncIterator] !== "function") return yield* Effect.fail(integrity(key, "GetObject returned no body stream"))
-          const h = check.sha256 ? createHash("sha256") : undefined
-          let n = 0
+          const c = objectCheck(entry.size, check.sha256 ? entry.sha256 : undefined)
           yield* Effect.tryPromise({
             try: async (signal) => {
               // an interrupted fiber ends the download (the loop below then fails)
               signal.addEventListener("abort", () => (body as { destroy?: () => void }).destroy?.(), { once: true })
               for await (const b of body) {
-                n += b.byteLength
-                if (n > entry.size) throw new Mismatch(`more than the expected ${entry.size} bytes`)
-                h?.update(b)
+                c.add(b)
                 const wait = onBlock(b)
                 if (wait !== undefined) await wait
               }
-              if (n !== entry.size) throw new Mismatch(`${n} bytes, expected ${entry.size}`)
-              const got = h?.digest("hex")
-              if (h !== undefined && got !== entry.sha256) throw new Mismatch(`SHA-256 ${got}, expected ${entry.sha256}`)
+              c.end()
             },
             catch: (e) =>
               e instanceof ObjectStoreSourceError
