@@ -275,6 +275,17 @@ const bytesOf = (body: unknown): Promise<Uint8Array> => {
   return b.transformToByteArray()
 }
 
+const SHA256_HEX = /^[0-9a-f]{64}$/
+
+/** The member's recorded digests when they can drive an upload: valid hashes, one per part of S3's sizes. */
+const usableDigests = (meta: ChunkMeta) => {
+  const d = meta.digests
+  if (d === undefined || d.partSize < 5 * MIB || d.partSize > 5 * 1024 * MIB || !SHA256_HEX.test(d.sha256)) return undefined
+  const parts = meta.size <= d.partSize ? 0 : Math.ceil(meta.size / d.partSize)
+  if (parts > 10_000 || d.parts.length !== parts || !d.parts.every((h) => SHA256_HEX.test(h))) return undefined
+  return d
+}
+
 /** SHA-256 of each `partSize` slice of what it is fed (the multipart parts of a clear member). */
 const partHasher = (partSize: number) => {
   const done: Array<string> = []
@@ -571,6 +582,17 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
 
   // --- upload -------------------------------------------------------------------------------
 
+  /** The pass over the member before an upload that has no recorded digests: its name, and (clear layout, multipart) every part's SHA-256. */
+  const namingPass = (r: Ready, recipients: ReadonlyArray<string> | undefined, source: ChunkSource, fd: number, meta: ChunkMeta) =>
+    Effect.gen(function*() {
+      const hasher = r.naming.contentHasher()
+      // clear layout, multipart: the SHA-256 of every part too, in the same pass; the upload sends
+      // them as the signed payload hashes, so the store checks each part against these bytes
+      const parts = recipients === undefined && meta.size > partSize ? partHasher(partSize) : undefined
+      yield* scanMember(source, fd, meta, parts === undefined ? hasher.update : (b) => (hasher.update(b), parts.update(b)))
+      return { ...hasher.digest(), partSha256: parts?.digests() }
+    })
+
   const uploadChunk = (user: string, source: ChunkSource, meta: ChunkMeta): Effect.Effect<UploadedChunk, ObjectStoreError> =>
     Effect.scoped(
       Effect.gen(function*() {
@@ -578,13 +600,12 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
         const recipients = yield* requireRecipients(r)
         const fd = yield* openSource(source)
         yield* checkSealedMember(source, fd, meta)
-        const hasher = r.naming.contentHasher()
-        // clear layout, multipart: the SHA-256 of every part too, in the same pass; the upload sends
-        // them as the signed payload hashes, so the store checks each part against these bytes
-        const parts = recipients === undefined && meta.size > partSize ? partHasher(partSize) : undefined
-        yield* scanMember(source, fd, meta, parts === undefined ? hasher.update : (b) => (hasher.update(b), parts.update(b)))
-        const { sha256, contentId } = hasher.digest()
-        const partSha256 = parts?.digests()
+        // clear layout with the writer's digests of this member: its name and its parts' hashes
+        // without reading it first (the store checks every part against them)
+        const recorded = recipients === undefined ? usableDigests(meta) : undefined
+        const { sha256, contentId, partSha256, uploadPartSize } = recorded !== undefined
+          ? { sha256: recorded.sha256, contentId: recorded.sha256, partSha256: recorded.parts, uploadPartSize: recorded.partSize }
+          : { ...(yield* namingPass(r, recipients, source, fd, meta)), uploadPartSize: partSize }
         const dir = r.naming.userDir(user)
         const object = r.naming.chunkName(dir, contentId)
         const key = full(object)
@@ -592,7 +613,12 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
 
         const changed = () => {
           const at = source.path ?? `fd ${fd}`
-          return new ObjectStoreSourceError({ path: at, message: `${at}: chunk ${meta.id} changed while it was uploaded` })
+          return new ObjectStoreSourceError({
+            path: at,
+            message: recorded === undefined
+              ? `${at}: chunk ${meta.id} changed while it was uploaded`
+              : `${at}: chunk ${meta.id} is not the member written at its seal (the SHA-256s its writer recorded in the index differ from the file's bytes): run ctl_backups verify`
+          })
         }
 
         const entryFrom = (h: Head): ChunkEntry => ({
@@ -651,7 +677,7 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
             },
             size: expected,
             fill,
-            partSize,
+            partSize: uploadPartSize,
             queueSize,
             buffers: partBuffers,
             // clear layout: the body is the member, hashed above (a single PUT's body is the whole

@@ -16,7 +16,7 @@
  * 2 without (src/service/Uploader.ts).
  */
 import { Effect, Option, Schema } from "effect"
-import { digestOfSavedState, indexQueries, type ChunkRow } from "../store/index.js"
+import { digestOfSavedState, indexQueries, readMemberDigests, type ChunkRow, type MemberDigests } from "../store/index.js"
 import type { ObjectStoreError } from "./errors.js"
 import { endOf, ManifestEnd, type ChunkEntry, type DroppedObject, type ManifestHead } from "./Manifest.js"
 import type { ObjectStoreShape } from "./ObjectStore.js"
@@ -77,13 +77,25 @@ export const plannedChunks = (rows: ReadonlyArray<ChunkRow>, tail: ChunkTail | u
     return { ...c, known: k !== undefined && entryMatches(k, c.meta) ? k.entry : undefined }
   })
 
+/** The writer's digests of each chunk still described by its row (same member, same chunk row). */
+const withDigests = (chunks: ReadonlyArray<PlannedChunk>, digests: ReadonlyMap<number, MemberDigests>): ReadonlyArray<PlannedChunk> =>
+  digests.size === 0
+    ? chunks
+    : chunks.map((c) => {
+        const d = digests.get(c.meta.id)
+        const m = c.meta
+        if (d === undefined || !c.sealed || d.offset !== m.offset || d.size !== m.size || d.dataSha1 !== m.dataSha1 || d.fileSha1 !== m.fileSha1) return c
+        return { ...c, meta: { ...m, digests: { partSize: d.partSize, sha256: d.sha256, parts: d.parts } } }
+      })
+
 /** Step 1: the plan, from the index on `sql` and the data file's end (`fileEnd`, for indexes without our state row). */
 export const planUpload = (sql: Sql, indexPath: string, user: string, dataPath: string, fileEnd: number): Effect.Effect<UploadPlan, unknown> =>
   Effect.gen(function*() {
     const rows = yield* indexQueries(sql, indexPath).chunks
     const tail = yield* readTail(sql)
     const state = yield* readUploadState(sql)
-    const chunks = plannedChunks(rows, tail, state, fileEnd)
+    const digests = yield* readMemberDigests(sql)
+    const chunks = withDigests(plannedChunks(rows, tail, state, fileEnd), digests)
     const head = Option.getOrUndefined(previousHead(state))
     // a head that does not describe the recorded chunks (rows lost or changed) is not trusted
     const consistent = head !== undefined && chunks.filter((c) => c.known !== undefined).length === head.chunkCount

@@ -36,6 +36,12 @@ export interface ObjectStoreSettings {
 }
 
 /** The keys, in the order docs/configuration.md lists them. */
+/**
+ * Multipart part size of the clear layout (bytes): the slices whose SHA-256 backupd's writer
+ * records at the seal, and the parts an upload that uses those digests sends.
+ */
+export const MEMBER_PART_SIZE = 8 * 1024 * 1024
+
 export const OBJECTSTORE_KEYS = [
   "backup_objectstore_endpoint",
   "backup_objectstore_bucket",

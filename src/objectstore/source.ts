@@ -29,6 +29,12 @@ export interface ChunkMeta {
   readonly fileSha1: string
   readonly tsStart: number
   readonly tsEnd: number
+  /**
+   * The member's SHA-256s as the writer recorded them at the seal (store's member digests),
+   * when the index has them for exactly this member: an upload of the clear layout then needs
+   * no pass over the file first.
+   */
+  readonly digests?: { readonly partSize: number; readonly sha256: string; readonly parts: ReadonlyArray<string> } | undefined
 }
 
 const BLOCK = 1 << 20

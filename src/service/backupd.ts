@@ -40,7 +40,7 @@ import { parseServiceArgs, usageText, type ServiceArgs } from "./ServiceArgs.js"
 import { runDebugCommand } from "./debugCommand.js"
 import { Signals } from "./Signals.js"
 import { loadTlsOptions } from "./tlsOptions.js"
-import { startUploader } from "./Uploader.js"
+import { startUploader, writerExtras } from "./Uploader.js"
 
 const PROGRAM = "backupd"
 
@@ -331,7 +331,7 @@ export const runBackupd = (argv: ReadonlyArray<string>): Promise<number> => {
   const layers = Layer.mergeAll(
     configLayer,
     Signals.live,
-    userBackupsLayer.pipe(Layer.provide(configLayer))
+    userBackupsLayer(writerExtras).pipe(Layer.provide(configLayer))
   ).pipe(Layer.provideMerge(NodeFileSystem.layer))
 
   // The service log is the Effect Logger of the whole program, layers included: no

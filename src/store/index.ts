@@ -38,7 +38,7 @@ export {
   type LocateResult
 } from "./locate/BackupsDb.js"
 export { BackupLocateError, UserBackups, type UserBackupOpenError, type UserBackupsShape } from "./locate/UserBackups.js"
-export { makeUserBackups, userBackupsLayer } from "./locate/userBackupsLive.js"
+export { makeUserBackups, userBackupsLayer, type WriterExtras } from "./locate/userBackupsLive.js"
 
 // opening
 export { isHeldInProcess, lockDataFile, type LockedDataFile, type LockOptions } from "./dataFileLock.js"
@@ -63,6 +63,7 @@ export { openAtTime, type PointInTimeOptions, type PointInTimeView } from "./rea
 
 // writing
 export { openForAppend, type AppendResult, type BackupWriter, type OpenForAppendOptions } from "./write/BackupWriter.js"
+export { readMemberDigests, type MemberDigests } from "./write/MemberDigest.js"
 export { renameLines } from "./write/renameLines.js"
 
 // maintenance

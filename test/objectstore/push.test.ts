@@ -5,7 +5,8 @@
  * same index; the feature off, wrong credentials and a missing bucket give clear lines and
  * sysexits codes.
  */
-import { createHash } from "node:crypto"
+import { execFileSync } from "node:child_process"
+import { createHash, randomBytes } from "node:crypto"
 import fs from "node:fs"
 import path from "node:path"
 import { describe, expect, it } from "@effect/vitest"
@@ -13,7 +14,9 @@ import { Effect, Layer } from "effect"
 import { afterAll, beforeAll } from "vitest"
 import { pendingUploads } from "../../src/objectstore/index.js"
 import { Partitions } from "../../src/partitions/index.js"
-import { BackupsDb } from "../../src/store/index.js"
+import { MEMBER_PART_SIZE } from "../../src/objectstore/settings.js"
+import { atom, item, kvlist, list } from "../../src/protocol/dlist/value.js"
+import { BackupsDb, openForAppend } from "../../src/store/index.js"
 import { tableRows } from "../store/support.js"
 import { cephContext, createBucket, credentialsFile, removeBucket, startCeph, warnIfNoCeph, type S3Env } from "../support/ceph.js"
 import { makeServer, runOurs } from "../tools/support.js"
@@ -149,6 +152,58 @@ describe.skipIf(ceph.skip !== undefined)("ctl_backups and the object store", () 
     const again = await runOurs("ctl_backups", ["-C", b.conf, "pull", user])
     expect(again.stderr).toContain("already has a backup here")
     expect(again.code).toBe(0)
+  })
+
+  it("member digests: push names and sends each sealed member from what its writer recorded; a member that differs from them is refused and not uploaded", async () => {
+    // what backupd's writers do with object storage on in the clear layout: a member over one
+    // part (multipart) and one within it (a single PUT)
+    const a = makeServer("push-digests", storeConf(env, bucket, ["backup_objectstore_prefix: digests1"]))
+    const data = path.join(a.partition, "d", "dana")
+    fs.mkdirSync(path.dirname(data), { recursive: true })
+    const staged = path.join(a.dir, "staged")
+    fs.writeFileSync(staged, Buffer.concat([Buffer.from("Subject: big\r\n\r\n"), randomBytes(MEMBER_PART_SIZE + 3 * 1024 * 1024)]))
+    const body = fs.readFileSync(staged)
+    const guid = createHash("sha1").update(body).digest("hex")
+    const message = item("MESSAGE", list([{ _tag: "File", partition: "default", guid, size: body.length, path: staged, sha1: guid }]))
+    const sub = item("SUB", kvlist([["USERID", atom("dana")], ["MBOXNAME", atom("user.dana")]]))
+    for (const lines of [[message], [sub]]) {
+      await Effect.runPromise(
+        Effect.scoped(
+          Effect.flatMap(openForAppend(data, { create: true, durable: false, memberDigests: { partSize: MEMBER_PART_SIZE } }), (w) => w.appendAll(lines, 1700000000))
+        )
+      )
+    }
+    await a.record("dana", data)
+    const metas = chunkMetas(data)
+    const file = fs.readFileSync(data)
+    const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
+    const digests = tableRows(`${data}.index`, "SELECT chunk_id, sha256, part_sha256 FROM backupd_member_digest ORDER BY chunk_id") as Array<{ chunk_id: number; sha256: string; part_sha256: string }>
+    expect(digests.map((d) => [d.chunk_id, d.sha256, d.part_sha256.split(" ").filter((h) => h !== "").length])).toEqual(
+      metas.map((m) => [m.id, sha256(file.subarray(m.offset, m.offset + m.size)), m.size > MEMBER_PART_SIZE ? 2 : 0])
+    )
+
+    // a copy whose recorded first part does not match the file (what a member changed on disk after its seal looks like)
+    const b = makeServer("push-digests-bad", storeConf(env, bucket, ["backup_objectstore_prefix: digests2"]))
+    const copy = path.join(b.partition, "d", "dana")
+    fs.mkdirSync(path.dirname(copy), { recursive: true })
+    fs.copyFileSync(data, copy)
+    fs.copyFileSync(`${data}.index`, `${copy}.index`)
+    await b.record("dana", copy)
+    const wrong = [sha256(Buffer.from("not this part")), ...digests[0]!.part_sha256.split(" ").slice(1)].join(" ")
+    execFileSync("sqlite3", [`${copy}.index`, `UPDATE backupd_member_digest SET part_sha256 = '${wrong}' WHERE chunk_id = ${digests[0]!.chunk_id};`])
+    const bad = await runOurs("ctl_backups", ["-C", b.conf, "push", "-A"])
+    expect(bad.code).not.toBe(0)
+    expect(bad.stderr).toContain(`chunk ${digests[0]!.chunk_id} is not the member written at its seal`)
+    const pending = await runOurs("ctl_backups", ["-C", b.conf, "list", "-j", "dana"])
+    expect(json(pending.stdout)[0]).toMatchObject({ pending_chunks: 2, pending_bytes: file.length })
+
+    // the true digests: uploaded under the names they give, and the store's copies check out in full
+    const push = await runOurs("ctl_backups", ["-C", a.conf, "push", "-j", "-A"])
+    expect(push.stderr).toBe("")
+    expect(json(push.stdout)[0]).toMatchObject({ userid: "dana", uploaded_chunks: 2, uploaded_bytes: file.length, pending_chunks: 0 })
+    expect(tableRows(`${data}.index`, "SELECT object FROM backupd_object ORDER BY chunk_id")).toEqual(digests.map((d) => ({ object: `users/dana/chunks/${d.sha256}.gz` })))
+    const full = await runOurs("ctl_backups", ["-C", a.conf, "verify", "-O", "-F", "dana"])
+    expect(full.stdout).toBe("dana\tfull\tchecked 2\tbad 0\tpending 0\tok\n")
   })
 
   it("feature off: push says so and exits 0; wrong credentials: 77 naming the endpoint; missing bucket: 78", async () => {

@@ -144,6 +144,66 @@ describe("openForAppend", () => {
       expect(checkChunks(data)).toEqual([])
     }))
 
+  it.effect("memberDigests: each sealed member's SHA-256, whole and per part, is what the file holds, across a rolled-back APPLY", () =>
+    Effect.gen(function*() {
+      const dir = tempDir("member-digests")
+      const data = path.join(dir, "b")
+      const partSize = 64 * 1024
+      // text that hardly compresses, so that the members span several parts
+      const noise = (seed: string, n: number) => {
+        let s = ""
+        for (let i = 0; s.length < n; i++) s += createHash("sha512").update(`${seed} ${i}`).digest("base64")
+        return s.slice(0, n)
+      }
+      const sessions = [[150_000, 90_000], [10]] // the second member fits in one part
+      for (const [k, sizes] of sessions.entries()) {
+        yield* Effect.scoped(
+          Effect.gen(function*() {
+            const w = yield* openForAppend(data, { create: true, memberDigests: { partSize } })
+            yield* w.append(sub(`user.t${k}`), 10)
+            for (const [i, n] of sizes!.entries()) {
+              yield* w.append(item("MESSAGE", list([stage(dir, `Subject: ${k}/${i}\r\n\r\n${noise(`${k}/${i}`, n)}`)])), 11)
+              if (k === 0 && i === 0) {
+                // fails after over a MiB of its compressed bytes reached the file: cut back out
+                const big = stage(dir, `Subject: big\r\n\r\n${noise("big", 8_000_000)}`)
+                const bad = stage(dir, "Subject: tampered\r\n\r\nbody\r\n")
+                fs.writeFileSync(bad.path, "Subject: Tampered\r\n\r\nbody\r\n") // same size, other bytes: found once read
+                expect((yield* w.append(item("MESSAGE", list([big, bad])), 12).pipe(Effect.flip))._tag).toBe("StagedFileMismatch")
+              }
+            }
+          })
+        )
+      }
+      expect(checkChunks(data)).toEqual([])
+      const file = fs.readFileSync(data)
+      const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex")
+      const chunks = tableRows(`${data}.index`, "SELECT id, offset, data_sha1, file_sha1 FROM chunk ORDER BY id") as Array<Record<string, unknown>>
+      const rows = tableRows(`${data}.index`, "SELECT * FROM backupd_member_digest ORDER BY chunk_id") as Array<Record<string, unknown>>
+      expect(rows.map((r) => r.chunk_id)).toEqual([1, 2])
+      for (const [i, c] of chunks.entries()) {
+        const end = i + 1 < chunks.length ? Number(chunks[i + 1]!.offset) : file.length
+        const member = file.subarray(Number(c.offset), end)
+        const parts: Array<string> = []
+        if (member.length > partSize) for (let at = 0; at < member.length; at += partSize) parts.push(sha256(member.subarray(at, at + partSize)))
+        expect(rows[i]).toEqual({
+          chunk_id: c.id,
+          offset: c.offset,
+          size: member.length,
+          data_sha1: c.data_sha1,
+          file_sha1: c.file_sha1,
+          part_size: partSize,
+          sha256: sha256(member),
+          part_sha256: parts.join(" ")
+        })
+      }
+      expect(rows[0]!.part_sha256).toMatch(/^([0-9a-f]{64} ){2,}[0-9a-f]{64}$/)
+      expect(rows[1]!.part_sha256).toBe("")
+      // without the option the index gets no such table
+      const plain = path.join(dir, "plain")
+      yield* Effect.scoped(Effect.flatMap(openForAppend(plain, { create: true }), (w) => w.append(sub("user.p"), 10)))
+      expect(tableRows(`${plain}.index`, "SELECT name FROM sqlite_master WHERE name = 'backupd_member_digest'")).toEqual([])
+    }))
+
   it.effect("many open backups share a bounded number of live compressors, and every one stays decodable", () =>
     Effect.gen(function*() {
       const dir = tempDir("many-open")

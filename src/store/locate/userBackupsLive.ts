@@ -6,6 +6,7 @@
  * at start-up: a session that only asks about users without backups never needs it.
  */
 import { Effect, Layer, Option } from "effect"
+import { Config, type CyrusConfig } from "../../config/index.js"
 import { Partitions } from "../../partitions/index.js"
 import { BackupsDb, type BackupsDbService } from "./BackupsDb.js"
 import { BackupLocateError, UserBackups, type UserBackupsShape } from "./UserBackups.js"
@@ -13,7 +14,12 @@ import { BackupLocateError, UserBackups, type UserBackupsShape } from "./UserBac
 const locateError = (key: string) => (e: { readonly _tag: string; readonly message?: string }) =>
   new BackupLocateError({ key, message: `${e._tag}${e.message ? `: ${e.message}` : ""}` })
 
-export const makeUserBackups = (db: BackupsDbService): UserBackupsShape => ({
+/** What every writer opened here records beyond the Cyrus formats (BackupWriter's options). */
+export interface WriterExtras {
+  readonly memberDigests?: { readonly partSize: number } | undefined
+}
+
+export const makeUserBackups = (db: BackupsDbService, extras: WriterExtras = {}): UserBackupsShape => ({
   open: (key, { create }) =>
     Effect.gen(function* () {
       const location = create
@@ -21,12 +27,16 @@ export const makeUserBackups = (db: BackupsDbService): UserBackupsShape => ({
         : yield* db.lookup(key).pipe(Effect.mapError(locateError(key)))
       if (Option.isNone(location)) return Option.none()
       const { openForAppend } = yield* Effect.promise(() => import("../write/BackupWriter.js"))
-      return Option.some(yield* openForAppend(location.value.dataPath, { create: true }))
+      return Option.some(yield* openForAppend(location.value.dataPath, { create: true, memberDigests: extras.memberDigests }))
     })
 })
 
-/** From the effective imapd.conf (needs Config). */
-export const userBackupsLayer = Layer.effect(UserBackups, Effect.map(BackupsDb, makeUserBackups)).pipe(
+/** From the effective imapd.conf (needs Config); `extras` picks the writers' extras from it. */
+export const userBackupsLayer = (extras: (config: CyrusConfig) => WriterExtras = () => ({})) =>
+  Layer.effect(UserBackups, Effect.gen(function* () {
+    const db = yield* BackupsDb
+    return makeUserBackups(db, extras(yield* Config))
+  })).pipe(
   Layer.provide(BackupsDb.layerFromConfig),
   Layer.provide(Partitions.layerFromConfig())
 )

@@ -26,6 +26,7 @@ import { openBackup } from "../openBackup.js"
 import { ChunkDeflater, syncData, truncateTo, type Accumulator } from "./segmentWriter.js"
 import { newSha1, peekDigest, saveState, stateFromHex, stateToHex } from "../format/sha1State.js"
 import { recoverTail, sealState, type RecoveryReport } from "./tailRecovery.js"
+import { MemberDigest } from "./MemberDigest.js"
 
 /** SHA-1 of CHUNK_HEADER alone: the data_sha1 of a chunk row before its first line is counted. */
 const CHUNK_HEADER_SHA1 = createHash("sha1").update(CHUNK_HEADER).digest("hex")
@@ -61,6 +62,11 @@ export interface OpenForAppendOptions {
   readonly durable?: boolean
   /** Clock in Unix seconds (tests). */
   readonly now?: () => number
+  /**
+   * Record each member's SHA-256, whole and per `partSize` slice, when it is sealed
+   * (MemberDigest.ts): what an object-store upload of the clear layout needs. Off: no cost.
+   */
+  readonly memberDigests?: { readonly partSize: number } | undefined
 }
 
 export const openForAppend = (
@@ -88,6 +94,17 @@ export const openForAppend = (
     // one compressor for the open chunk (segmentWriter.ts)
     const deflater = new ChunkDeflater()
     yield* Effect.addFinalizer(() => Effect.sync(() => deflater.close()))
+    // the open member's SHA-256s, when asked for; the file hash's bytes are the member's bytes
+    let member: MemberDigest | undefined
+    let memberBefore: ReturnType<MemberDigest["mark"]> | undefined
+    const fileSink = options.memberDigests === undefined
+      ? fileHash
+      : {
+          update: (b: Uint8Array) => {
+            fileHash.update(b)
+            member?.update(b)
+          }
+        }
 
     const rollbackData = (before: ChunkState) =>
       Effect.sync(() => deflater.reset()).pipe(
@@ -97,6 +114,8 @@ export const openForAppend = (
             fileHash.load(stateFromHex(before.fileState))
             if (dataBefore !== undefined) dataHash = dataBefore
             dataBefore = undefined
+            if (memberBefore !== undefined) member?.restore(memberBefore)
+            memberBefore = undefined
           })
         ),
         Effect.catchAll(() => Effect.sync(() => { closed = true }))
@@ -111,9 +130,11 @@ export const openForAppend = (
         if (startNew) {
           dataHash = createHash("sha1")
           deflater.reset()
+          if (options.memberDigests !== undefined) member = new MemberDigest(before.endOffset, options.memberDigests.partSize)
         }
         dataBefore = dataHash.copy()
-        const acc: Accumulator = { crc: startNew ? 0 : before.crc, length: startNew ? 0 : before.length, data: dataHash, file: fileHash }
+        memberBefore = member?.mark()
+        const acc: Accumulator = { crc: startNew ? 0 : before.crc, length: startNew ? 0 : before.length, data: dataHash, file: fileSink }
         // each line printed once: its parts are written, and their length places the next line
         const lines = items.map((it) => lineParts(it, ts))
         const parts = lines.flat()
@@ -166,6 +187,7 @@ export const openForAppend = (
         )
         tail = next
         dataBefore = undefined
+        memberBefore = undefined
         openChunk = next.chunkId
         return lineOffsets.map((offset) => ({ chunkId: next.chunkId!, offset, ts }))
       }).pipe(Effect.uninterruptible) as Effect.Effect<ReadonlyArray<AppendResult>, AppendError>
@@ -176,7 +198,7 @@ export const openForAppend = (
       Effect.gen(function*() {
         if (closed || openChunk === null) return
         closed = true
-        const sealed = yield* sealState(file, sql, indexPath, tail, fileHash)
+        const sealed = yield* sealState(file, sql, indexPath, tail, fileHash, member)
         tail = sealed
       }).pipe(
         lock.withPermits(1),

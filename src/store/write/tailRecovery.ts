@@ -19,6 +19,7 @@ import { crc32, SEAL_LENGTH, sealBytes, TRAILER_LENGTH } from "../format/gzipMem
 import { indexError, inTransaction, type Sql } from "../index/db.js"
 import { fileSize, inflateMember, readExact, readRange } from "../format/memberReader.js"
 import { syncData, truncateTo, writeRaw } from "./segmentWriter.js"
+import { writeMemberDigest, type MemberDigest } from "./MemberDigest.js"
 import { newSha1, peekDigest, saveState, stateFromHex, stateToHex, type Sha1 } from "../format/sha1State.js"
 
 export interface RecoveryReport {
@@ -43,14 +44,19 @@ const emptyState = (h: Sha1): ChunkState => ({
   lastTs: 0
 })
 
-/** Seals the unsealed member described by `st` (whose end must be the file's end). */
-export const sealState = (file: LockedDataFile, sql: Sql, indexPath: string, st: ChunkState, fileHash: Sha1) =>
+/**
+ * Seals the unsealed member described by `st` (whose end must be the file's end). `member`:
+ * the writer's digests of that member so far, completed with the seal and recorded with it.
+ */
+export const sealState = (file: LockedDataFile, sql: Sql, indexPath: string, st: ChunkState, fileHash: Sha1, member?: MemberDigest) =>
   Effect.gen(function*() {
     const bytes = sealBytes(st.crc, st.length)
     yield* writeRaw(file.fd, file.path, st.endOffset, bytes, fileHash)
     yield* syncData(file.fd, file.path)
     const sealed: ChunkState = { ...st, sealed: true, endOffset: st.endOffset + SEAL_LENGTH, fileState: stateToHex(saveState(fileHash)) }
-    yield* inTransaction(sql, indexPath, writeChunkState(sql, sealed)).pipe(Effect.mapError(indexError(indexPath)))
+    member?.update(bytes)
+    const digest = member !== undefined && st.chunkId !== null ? writeMemberDigest(sql, st.chunkId, member, sealed.endOffset) : Effect.void
+    yield* inTransaction(sql, indexPath, Effect.zipRight(writeChunkState(sql, sealed), digest)).pipe(Effect.mapError(indexError(indexPath)))
     return sealed
   })
 

@@ -148,7 +148,7 @@ export const makeInProcessServer = async (root: ServerRoot): Promise<InProcessSe
   const args = parseServiceArgs(["-C", root.conf, "-X"])
   if (Either.isLeft(args)) throw new Error(args.left.message)
   const configLayer = Config.layer({ path: root.conf, service: "backupd", env: { CYRUS_SERVICE: "backupd" } })
-  const layer = Layer.mergeAll(configLayer, userBackupsLayer.pipe(Layer.provide(configLayer))).pipe(Layer.provideMerge(NodeFileSystem.layer))
+  const layer = Layer.mergeAll(configLayer, userBackupsLayer().pipe(Layer.provide(configLayer))).pipe(Layer.provideMerge(NodeFileSystem.layer))
   const runtime = ManagedRuntime.make(layer)
   const logLines: Array<LogLine> = []
   const log = serviceLogFrom((priority, line) => void logLines.push({ level: priorityName(priority), line }), false)
