@@ -131,6 +131,19 @@ export const objectStoreSettings = (config: CyrusConfig): Either.Either<Option.O
   )
 }
 
+/**
+ * What a writer of this configuration records for the uploads (store's `memberDigests`): with
+ * object storage on in the clear layout, each member's SHA-256s at `MEMBER_PART_SIZE`
+ * (docs/storage.md, "Our table: `backupd_member_digest`"), so that no upload reads a chunk twice.
+ * The encrypted layout names objects by a keyed hash and sends ciphertext, which a writer cannot
+ * know: nothing.
+ */
+export const memberDigestsFor = (config: CyrusConfig): { readonly partSize: number } | undefined =>
+  Either.match(objectStoreSettings(config), {
+    onLeft: () => undefined,
+    onRight: (o) => (Option.isSome(o) && o.value.recipientsFile === undefined ? { partSize: MEMBER_PART_SIZE } : undefined)
+  })
+
 /** Whether the configuration turns object storage on, and validly (what the local reports add pending figures for). */
 export const objectStoreConfigured = (config: CyrusConfig): boolean =>
   Either.match(objectStoreSettings(config), { onLeft: () => false, onRight: Option.isSome })

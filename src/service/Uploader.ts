@@ -27,7 +27,7 @@
 import fs from "node:fs"
 import { Duration, Effect, Either, Fiber, Option, Predicate, Queue, Schedule, type Scope } from "effect"
 import type { CyrusConfig } from "../config/index.js"
-import { MEMBER_PART_SIZE, objectStoreSettings } from "../objectstore/settings.js"
+import { memberDigestsFor, objectStoreSettings } from "../objectstore/settings.js"
 import { isHeldInProcess, type BackupFiles, type UserBackupsShape, type WriterExtras } from "../store/index.js"
 import type { ServiceLog } from "../telemetry/ServiceLog.js"
 import { UploadSourceUnreadable } from "./errors.js"
@@ -54,7 +54,7 @@ interface Job {
 /**
  * backupd's uploads run in the background, where their speed hardly matters and their memory is
  * added to the session's. Clear layout: the parts are streamed from the file (no part buffers),
- * two in flight, of the size the writer hashed them at (`writerExtras`; 5 MiB for a member
+ * two in flight, of the size the writer hashed them at (`memberDigestsFor`; 5 MiB for a member
  * without digests). Encrypted: S3's smallest part (5 MiB), one part in flight and one part buffer
  * (the next part is read from the page cache once the last one is sent, a few milliseconds),
  * instead of the library's default three 8 MiB buffers. Measured: docs/benchmarks.md, "Object
@@ -62,17 +62,8 @@ interface Job {
  */
 const BACKGROUND_UPLOAD = { partSize: 5 * 1024 * 1024, queueSize: 1, partBuffers: 1, streamedInFlight: 2 } as const
 
-/**
- * What the sessions' writers record for the uploads: with object storage in the clear layout,
- * each member's SHA-256s (the object's name and the parts' signed hashes, docs/storage.md
- * "Member digests"), so that no upload reads a chunk twice. The encrypted layout names objects
- * by a keyed hash of the content and sends ciphertext, which the writer cannot know: nothing.
- */
-export const writerExtras = (config: CyrusConfig): WriterExtras => {
-  const settings = objectStoreSettings(config)
-  if (Either.isLeft(settings) || Option.isNone(settings.right) || settings.right.value.recipientsFile !== undefined) return {}
-  return { memberDigests: { partSize: MEMBER_PART_SIZE } }
-}
+/** What the sessions' writers record for the uploads (settings.ts, `memberDigestsFor`). */
+export const writerExtras = (config: CyrusConfig): WriterExtras => ({ memberDigests: memberDigestsFor(config) })
 
 /** Without object storage: the sessions' UserBackups as they are. */
 const off = (backups: UserBackupsShape): Uploader => ({ backups, finish: () => Effect.void, busy: () => 0 })

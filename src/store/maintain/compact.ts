@@ -53,6 +53,8 @@ export interface CompactOptions extends SizeOptions {
   readonly stagingDir: string
   /** Clock in Unix seconds (tests). */
   readonly now?: () => number
+  /** The written chunks' member digests (BackupWriter's `memberDigests`: object storage, clear layout). */
+  readonly memberDigests?: { readonly partSize: number } | undefined
 }
 
 /** A chunk whose rest could not be read; what came before the damage was kept. */
@@ -176,13 +178,13 @@ interface Output {
   readonly end: Effect.Effect<void>
 }
 
-const makeOutput = (path: string): Output => {
+const makeOutput = (path: string, memberDigests: CompactOptions["memberDigests"]): Output => {
   let open: { readonly scope: Scope.CloseableScope; readonly writer: BackupWriter } | undefined
   let wrote = 0
   const writer = Effect.gen(function*() {
     if (open !== undefined) return open.writer
     const scope = yield* Scope.make()
-    const w = yield* Scope.extend(openForAppend(path, { durable: false }), scope).pipe(Effect.tapError(() => Scope.close(scope, Exit.void)))
+    const w = yield* Scope.extend(openForAppend(path, { durable: false, memberDigests }), scope).pipe(Effect.tapError(() => Scope.close(scope, Exit.void)))
     open = { scope, writer: w }
     return w
   })
@@ -217,10 +219,11 @@ const rewriteChunks = (
   since: number,
   rules: ReturnType<typeof sizeRules>,
   newPath: string,
-  stagingDir: string
+  stagingDir: string,
+  memberDigests: CompactOptions["memberDigests"]
 ) =>
   Effect.acquireUseRelease(
-    Effect.sync(() => makeOutput(newPath)),
+    Effect.sync(() => makeOutput(newPath, memberDigests)),
     (output) =>
       Effect.gen(function*() {
         const log: Array<string> = []
@@ -325,7 +328,7 @@ export const compactBackup = (dataPath: string, options: CompactOptions): Effect
           }
 
           // 3. the remaining kept chunks, line by line, through the append path
-          const rest = yield* rewriteChunks(file, q, keep, prefix.count, since, rules, newPath, options.stagingDir)
+          const rest = yield* rewriteChunks(file, q, keep, prefix.count, since, rules, newPath, options.stagingDir, options.memberDigests)
           return {
             totalChunks: all.length,
             keptChunks: keep.map((c) => c.id),

@@ -1,5 +1,6 @@
 /** `ctl_backups compact`: each backup compacted by the configured rules (src/store/maintain/compact.ts). */
 import { Effect } from "effect"
+import { memberDigestsFor } from "../../objectstore/settings.js"
 import { compactBackup, type CompactReport } from "../../store/index.js"
 import { IMAP_IOERROR } from "../cFormat.js"
 import { openErrorCode } from "../openErrors.js"
@@ -28,7 +29,9 @@ export const compactOne = (run: Run, t: Target): Effect.Effect<CompactResult> =>
         keepPrevious: c.backupKeepPrevious,
         force: run.args.force,
         wait: run.args.wait,
-        stagingDir: c.backupStagingPath
+        stagingDir: c.backupStagingPath,
+        // object storage, clear layout: the rewritten chunks' digests, for the push that follows
+        memberDigests: memberDigestsFor(c)
       })
     )
     if (result._tag === "Left") {
