@@ -43,9 +43,10 @@ import {
 } from "./Manifest.js"
 import { clearNaming, keyedNaming, MARKER_NAME, MAX_SEQ, parseManifestName, USERS_DIR, type Naming } from "./Naming.js"
 import { DEFAULT_RETRY, errorCode, errorStatus, loadSdk, makeClient, request, withRetry, type RetryPolicy, type Sdk } from "./s3.js"
-import { readCredentials, readIdentities, readRecipients, objectStoreSettings, type ObjectStoreSettings } from "./settings.js"
+import { MEMBER_PART_SIZE, readCredentials, readIdentities, readRecipients, objectStoreSettings, type ObjectStoreSettings } from "./settings.js"
 import { checkSealedMember, memberFiller, memberRange, memberStream, openSource, scanMember, type ChunkMeta, type ChunkSource } from "./source.js"
 import { putObjectFromSource, streamFiller } from "./upload.js"
+import { partDigests } from "../store/index.js"
 import { fsyncDirectory } from "../util/fsyncDirectory.js"
 
 // --- the API ------------------------------------------------------------------------------
@@ -286,29 +287,6 @@ const usableDigests = (meta: ChunkMeta) => {
   return d
 }
 
-/** SHA-256 of each `partSize` slice of what it is fed (the multipart parts of a clear member). */
-const partHasher = (partSize: number) => {
-  const done: Array<string> = []
-  let h = createHash("sha256")
-  let inPart = 0
-  return {
-    update: (b: Uint8Array) => {
-      for (let at = 0; at < b.byteLength;) {
-        const take = Math.min(b.byteLength - at, partSize - inPart)
-        h.update(b.subarray(at, at + take))
-        at += take
-        inPart += take
-        if (inPart === partSize) {
-          done.push(h.digest("hex"))
-          h = createHash("sha256")
-          inPart = 0
-        }
-      }
-    },
-    digests: (): ReadonlyArray<string> => (inPart > 0 ? [...done, h.digest("hex")] : done)
-  }
-}
-
 class Mismatch extends Error {}
 
 /**
@@ -389,7 +367,7 @@ const inflateDigest = <E>(
 export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectStoreOptions = {}): ObjectStoreShape => {
   const policy = options.retry ?? DEFAULT_RETRY
   const retry = withRetry(policy)
-  const partSize = Math.max(5 * MIB, options.partSize ?? 8 * MIB)
+  const partSize = Math.max(5 * MIB, options.partSize ?? MEMBER_PART_SIZE)
   const queueSize = Math.max(1, options.queueSize ?? 2)
   const partBuffers = Math.max(queueSize, options.partBuffers ?? queueSize + 1)
   const streamedInFlight = Math.max(1, options.streamedInFlight ?? 4)
@@ -588,7 +566,7 @@ export const makeObjectStore = (settings: ObjectStoreSettings, options: ObjectSt
       const hasher = r.naming.contentHasher()
       // clear layout, multipart: the SHA-256 of every part too, in the same pass; the upload sends
       // them as the signed payload hashes, so the store checks each part against these bytes
-      const parts = recipients === undefined && meta.size > partSize ? partHasher(partSize) : undefined
+      const parts = recipients === undefined && meta.size > partSize ? partDigests(partSize) : undefined
       yield* scanMember(source, fd, meta, parts === undefined ? hasher.update : (b) => (hasher.update(b), parts.update(b)))
       return { ...hasher.digest(), partSha256: parts?.digests() }
     })

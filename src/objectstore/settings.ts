@@ -9,6 +9,7 @@ import fs from "node:fs/promises"
 import { Either, Option } from "effect"
 import type { CyrusConfig } from "../config/Config.js"
 import { parseDuration } from "../config/optionTypes.js"
+import type { MemberDigestOptions } from "../store/index.js"
 import { ObjectStoreConfigError } from "./errors.js"
 
 export type LockMode = "GOVERNANCE" | "COMPLIANCE"
@@ -35,13 +36,13 @@ export interface ObjectStoreSettings {
   readonly host: string
 }
 
-/** The keys, in the order docs/configuration.md lists them. */
 /**
  * Multipart part size of the clear layout (bytes): the slices whose SHA-256 backupd's writer
  * records at the seal, and the parts an upload that uses those digests sends.
  */
 export const MEMBER_PART_SIZE = 8 * 1024 * 1024
 
+/** The keys, in the order docs/configuration.md lists them. */
 export const OBJECTSTORE_KEYS = [
   "backup_objectstore_endpoint",
   "backup_objectstore_bucket",
@@ -138,7 +139,7 @@ export const objectStoreSettings = (config: CyrusConfig): Either.Either<Option.O
  * The encrypted layout names objects by a keyed hash and sends ciphertext, which a writer cannot
  * know: nothing.
  */
-export const memberDigestsFor = (config: CyrusConfig): { readonly partSize: number } | undefined =>
+export const memberDigestsFor = (config: CyrusConfig): MemberDigestOptions | undefined =>
   Either.match(objectStoreSettings(config), {
     onLeft: () => undefined,
     onRight: (o) => (Option.isSome(o) && o.value.recipientsFile === undefined ? { partSize: MEMBER_PART_SIZE } : undefined)

@@ -11,6 +11,7 @@ import fs from "node:fs"
 import { Readable } from "node:stream"
 import { Effect } from "effect"
 import { noteBufferBytes } from "../util/bufferPacer.js"
+import type { MemberDigests } from "../store/index.js"
 import { ObjectStoreSourceError } from "./errors.js"
 
 export type ChunkSource = { readonly fd: number; readonly path?: string } | { readonly path: string; readonly fd?: undefined }
@@ -34,7 +35,7 @@ export interface ChunkMeta {
    * when the index has them for exactly this member: an upload of the clear layout then needs
    * no pass over the file first.
    */
-  readonly digests?: { readonly partSize: number; readonly sha256: string; readonly parts: ReadonlyArray<string> } | undefined
+  readonly digests?: Pick<MemberDigests, "partSize" | "sha256" | "parts"> | undefined
 }
 
 const BLOCK = 1 << 20

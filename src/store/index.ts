@@ -63,7 +63,7 @@ export { openAtTime, type PointInTimeOptions, type PointInTimeView } from "./rea
 
 // writing
 export { openForAppend, type AppendResult, type BackupWriter, type OpenForAppendOptions } from "./write/BackupWriter.js"
-export { readMemberDigests, type MemberDigests } from "./write/MemberDigest.js"
+export { partDigests, readMemberDigests, type MemberDigestOptions, type MemberDigests } from "./write/MemberDigest.js"
 export { renameLines } from "./write/renameLines.js"
 
 // maintenance

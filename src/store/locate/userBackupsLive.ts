@@ -8,6 +8,7 @@
 import { Effect, Layer, Option } from "effect"
 import { Config, type CyrusConfig } from "../../config/index.js"
 import { Partitions } from "../../partitions/index.js"
+import type { OpenForAppendOptions } from "../write/BackupWriter.js"
 import { BackupsDb, type BackupsDbService } from "./BackupsDb.js"
 import { BackupLocateError, UserBackups, type UserBackupsShape } from "./UserBackups.js"
 
@@ -16,7 +17,7 @@ const locateError = (key: string) => (e: { readonly _tag: string; readonly messa
 
 /** What every writer opened here records beyond the Cyrus formats (BackupWriter's options). */
 export interface WriterExtras {
-  readonly memberDigests?: { readonly partSize: number } | undefined
+  readonly memberDigests?: OpenForAppendOptions["memberDigests"]
 }
 
 export const makeUserBackups = (db: BackupsDbService, extras: WriterExtras = {}): UserBackupsShape => ({

@@ -34,7 +34,7 @@ import { openIndexDb } from "../index/db.js"
 import { indexQueries, type IndexQueries } from "../index/queries.js"
 import type { ChunkRow } from "../index/rows.js"
 import { indexPathOf, lockBackup } from "../openBackup.js"
-import { openForAppend, type BackupWriter } from "../write/BackupWriter.js"
+import { openForAppend, type BackupWriter, type OpenForAppendOptions } from "../write/BackupWriter.js"
 import { walkChunkStaged, type StagedLine } from "./compactLines.js"
 import { compactRequired, pruneMailbox, pruneMessage, sizeRules, type Chunk, type SizeOptions } from "./compactRules.js"
 import { swapFiles } from "./fileSwap.js"
@@ -54,7 +54,7 @@ export interface CompactOptions extends SizeOptions {
   /** Clock in Unix seconds (tests). */
   readonly now?: () => number
   /** The written chunks' member digests (BackupWriter's `memberDigests`: object storage, clear layout). */
-  readonly memberDigests?: { readonly partSize: number } | undefined
+  readonly memberDigests?: OpenForAppendOptions["memberDigests"]
 }
 
 /** A chunk whose rest could not be read; what came before the damage was kept. */

@@ -26,7 +26,7 @@ import { openBackup } from "../openBackup.js"
 import { ChunkDeflater, syncData, truncateTo, type Accumulator } from "./segmentWriter.js"
 import { newSha1, peekDigest, saveState, stateFromHex, stateToHex } from "../format/sha1State.js"
 import { recoverTail, sealState, type RecoveryReport } from "./tailRecovery.js"
-import { MemberDigest } from "./MemberDigest.js"
+import { MemberDigest, type MemberDigestOptions } from "./MemberDigest.js"
 
 /** SHA-1 of CHUNK_HEADER alone: the data_sha1 of a chunk row before its first line is counted. */
 const CHUNK_HEADER_SHA1 = createHash("sha1").update(CHUNK_HEADER).digest("hex")
@@ -66,7 +66,7 @@ export interface OpenForAppendOptions {
    * Record each member's SHA-256, whole and per `partSize` slice, when it is sealed
    * (MemberDigest.ts): what an object-store upload of the clear layout needs. Off: no cost.
    */
-  readonly memberDigests?: { readonly partSize: number } | undefined
+  readonly memberDigests?: MemberDigestOptions | undefined
 }
 
 export const openForAppend = (

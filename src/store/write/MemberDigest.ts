@@ -1,7 +1,7 @@
 /**
  * SHA-256 of a chunk's gzip member, whole and per `partSize` slice, taken from the bytes as
  * the writer puts them into the data file, and kept in our `backupd_member_digest` table when
- * the member is sealed (docs/storage.md, "Member digests"). An upload to an object store
+ * the member is sealed (docs/storage.md, "Our table: `backupd_member_digest`"). An upload to an object store
  * names a clear object by the whole digest and signs each multipart part with its slice's
  * digest; with the row it needs no pass over the file before it sends, and the store then
  * checks what it receives against what was written.
@@ -14,9 +14,14 @@ import { createHash, type Hash } from "node:crypto"
 import { Effect } from "effect"
 import { query, run, type Sql } from "../index/db.js"
 
-export const MEMBER_DIGEST_TABLE = "backupd_member_digest"
+const MEMBER_DIGEST_TABLE = "backupd_member_digest"
 
 const CREATE = `CREATE TABLE IF NOT EXISTS ${MEMBER_DIGEST_TABLE}( chunk_id INTEGER PRIMARY KEY, offset INTEGER NOT NULL, size INTEGER NOT NULL, data_sha1 TEXT NOT NULL, file_sha1 TEXT NOT NULL, part_size INTEGER NOT NULL, sha256 TEXT NOT NULL, part_sha256 TEXT NOT NULL );`
+
+/** What a writer is asked to record (BackupWriter's `memberDigests`). */
+export interface MemberDigestOptions {
+  readonly partSize: number
+}
 
 /** What the row says about one sealed member. */
 export interface MemberDigests {
@@ -33,58 +38,71 @@ export interface MemberDigests {
   readonly parts: ReadonlyArray<string>
 }
 
-interface Mark {
-  readonly whole: Hash
-  readonly part: Hash
-  readonly inPart: number
-  readonly done: number
-  readonly size: number
+/**
+ * SHA-256 (hex) of each `partSize` slice of what it is fed, the last one shorter: the writer's
+ * part digests here, and the naming pass of an upload without them (src/objectstore).
+ * `mark` / `restore` return to an earlier point; `digests` spends the open slice's hash.
+ */
+export const partDigests = (partSize: number) => {
+  const done: Array<string> = []
+  let h: Hash = createHash("sha256")
+  let inPart = 0
+  return {
+    update: (b: Uint8Array): void => {
+      for (let at = 0; at < b.byteLength;) {
+        const take = Math.min(b.byteLength - at, partSize - inPart)
+        h.update(at === 0 && take === b.byteLength ? b : b.subarray(at, at + take))
+        at += take
+        inPart += take
+        if (inPart === partSize) {
+          done.push(h.digest("hex"))
+          h = createHash("sha256")
+          inPart = 0
+        }
+      }
+    },
+    mark: () => ({ h: h.copy(), inPart, done: done.length }),
+    restore: (m: { readonly h: Hash; readonly inPart: number; readonly done: number }): void => {
+      h = m.h
+      inPart = m.inPart
+      done.length = m.done
+    },
+    digests: (): ReadonlyArray<string> => (inPart > 0 ? [...done, h.digest("hex")] : [...done])
+  }
 }
 
 export class MemberDigest {
   private whole: Hash = createHash("sha256")
-  private part: Hash = createHash("sha256")
-  private inPart = 0
-  private readonly done: Array<string> = []
+  private readonly parts: ReturnType<typeof partDigests>
   private size = 0
 
-  constructor(readonly offset: number, readonly partSize: number) {}
+  constructor(readonly offset: number, readonly partSize: number) {
+    this.parts = partDigests(partSize)
+  }
 
   update(b: Uint8Array): void {
     this.whole.update(b)
+    this.parts.update(b)
     this.size += b.length
-    for (let at = 0; at < b.length;) {
-      const take = Math.min(b.length - at, this.partSize - this.inPart)
-      this.part.update(at === 0 && take === b.length ? b : b.subarray(at, at + take))
-      this.inPart += take
-      at += take
-      if (this.inPart === this.partSize) {
-        this.done.push(this.part.digest("hex"))
-        this.part = createHash("sha256")
-        this.inPart = 0
-      }
-    }
   }
 
   /** Where an APPLY begins. */
-  mark(): Mark {
-    return { whole: this.whole.copy(), part: this.part.copy(), inPart: this.inPart, done: this.done.length, size: this.size }
+  mark() {
+    return { whole: this.whole.copy(), parts: this.parts.mark(), size: this.size }
   }
 
   /** Back to `m` (the APPLY after it was rolled back). */
-  restore(m: Mark): void {
+  restore(m: ReturnType<MemberDigest["mark"]>): void {
     this.whole = m.whole
-    this.part = m.part
-    this.inPart = m.inPart
-    this.done.length = m.done
+    this.parts.restore(m.parts)
     this.size = m.size
   }
 
   /** The digests of the member so far (its bytes from `offset` on); the hashes are spent. */
   finish(): { readonly size: number; readonly sha256: string; readonly parts: ReadonlyArray<string> } {
     const sha256 = this.whole.digest("hex")
-    const parts = this.size <= this.partSize ? [] : [...this.done, ...(this.inPart > 0 ? [this.part.digest("hex")] : [])]
-    return { size: this.size, sha256, parts }
+    const parts = this.parts.digests()
+    return { size: this.size, sha256, parts: this.size <= this.partSize ? [] : parts }
   }
 }
 
