@@ -3,6 +3,7 @@
  * errors, and the options it accepts. Runs the built program (npm test builds first).
  */
 import { spawnSync } from "node:child_process"
+import { createHash } from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -85,6 +86,39 @@ describe("backupd command line", () => {
       "OK Finished",
       ""
     ])
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
+  it("messages nobody reserved wait, staged, and go to the backup whose APPLY MAILBOX references them", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cli-"))
+    const conf = path.join(dir, "imapd.conf")
+    fs.writeFileSync(conf, `configdirectory: ${dir}/conf\nbackuppartition-default: ${dir}/part\ntemp_path: ${dir}/tmp\nservername: clitest\n`)
+    // three messages in one APPLY MESSAGE (so staged in one file), none reserved: they wait
+    // past the end of that command, and two of them are then referenced by mailboxes of anne
+    const bodies = ["first", "second message", "third, the one nobody wants"].map((t) => `Subject: ${t}\r\n\r\n${t.repeat(50)}\r\n`)
+    const guids = bodies.map((m) => createHash("sha1").update(m, "latin1").digest("hex"))
+    const literal = (i: number) => `%{default ${guids[i]} ${bodies[i]!.length}}\r\n${bodies[i]}`
+    const mailbox = (name: string, uniqueid: string, i: number) =>
+      `APPLY MAILBOX %(UNIQUEID ${uniqueid} MBOXNAME ${name} SYNC_CRC 0 SYNC_CRC_ANNOT 0 LAST_UID 1 HIGHESTMODSEQ 1 RECENTUID 1 ` +
+      `RECENTTIME 1 LAST_APPENDDATE 1 POP3_LAST_LOGIN 0 POP3_SHOW_AFTER 0 UIDVALIDITY 7 PARTITION default ACL "anne\tlrswipkxtecdan\t" ` +
+      `OPTIONS P CREATEDMODSEQ 1 FOLDERMODSEQ 1 RECORD (%(UID 1 MODSEQ 1 LAST_UPDATED 1 FLAGS () INTERNALDATE 1 SIZE ${bodies[i]!.length} GUID ${guids[i]})))\r\n`
+    const input =
+      `APPLY MESSAGE (${literal(0)} ${literal(1)} ${literal(2)})\r\n` +
+      mailbox("user.anne", "u1", 1) +
+      mailbox("user.anne.later", "u2", 0) +
+      "EXIT\r\n"
+    const r = run(["-C", conf, "-X"], input)
+    expect(r.stdout.split("\r\n").slice(1)).toEqual(["OK Success", "OK Success", "OK Success", "OK Finished", ""])
+    const cyrBackup = path.resolve(__dirname, "../../bin/cyr_backup")
+    const dump = (i: number) => spawnSync(process.execPath, [cyrBackup, "-C", conf, "-u", "anne", "dump", "message", guids[i]!], { encoding: "latin1" })
+    for (const i of [0, 1]) {
+      const shown = dump(i)
+      expect(shown.status).toBe(0)
+      expect(shown.stdout).toBe(bodies[i])
+    }
+    expect(dump(2).stdout).toBe("")
+    // nothing is left in the staging area once the session ended
+    const staging = path.join(dir, "tmp", "sync.")
+    expect(fs.existsSync(staging) ? fs.readdirSync(staging) : []).toEqual([])
     fs.rmSync(dir, { recursive: true, force: true })
   })
 })
