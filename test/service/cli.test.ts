@@ -21,6 +21,14 @@ const run = (args: ReadonlyArray<string>, input?: string) =>
     env: { ...process.env, CYRUS_SERVICE: "backupd", CYRUS_ID: "0" }
   })
 
+/** A fresh directory with an imapd.conf that a `-X` session can store backups under. */
+const sessionConf = () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cli-"))
+  const conf = path.join(dir, "imapd.conf")
+  fs.writeFileSync(conf, `configdirectory: ${dir}/conf\nbackuppartition-default: ${dir}/part\ntemp_path: ${dir}/tmp\nservername: clitest\n`)
+  return { dir, conf }
+}
+
 describe("backupd command line", () => {
   it("exits 78 with one line naming an unreadable configuration file", () => {
     const r = run(["-C", "/nonexistent", "-X"])
@@ -72,9 +80,7 @@ describe("backupd command line", () => {
   })
 
   it("serves one pre-authenticated session on a pipe with -X", () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cli-"))
-    const conf = path.join(dir, "imapd.conf")
-    fs.writeFileSync(conf, `configdirectory: ${dir}/conf\nbackuppartition-default: ${dir}/part\ntemp_path: ${dir}/tmp\nservername: clitest\n`)
+    const { dir, conf } = sessionConf()
     const r = run(["-C", conf, "-X"], "NOOP\r\nAPPLY SUB %(USERID anne MBOXNAME user.anne.x)\r\nGET META anne\r\nEXIT\r\n")
     expect(r.status).toBe(0)
     expect(r.stdout.split("\r\n")).toEqual([
@@ -89,11 +95,9 @@ describe("backupd command line", () => {
     fs.rmSync(dir, { recursive: true, force: true })
   })
   it("messages nobody reserved wait, staged, and go to the backup whose APPLY MAILBOX references them", () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cli-"))
-    const conf = path.join(dir, "imapd.conf")
-    fs.writeFileSync(conf, `configdirectory: ${dir}/conf\nbackuppartition-default: ${dir}/part\ntemp_path: ${dir}/tmp\nservername: clitest\n`)
-    // three messages in one APPLY MESSAGE (so staged in one file), none reserved: they wait
-    // past the end of that command, and two of them are then referenced by mailboxes of anne
+    const { dir, conf } = sessionConf()
+    // three messages in one APPLY MESSAGE, none reserved: they wait past the end of that
+    // command, and two of them are then referenced by mailboxes of anne
     const bodies = ["first", "second message", "third, the one nobody wants"].map((t) => `Subject: ${t}\r\n\r\n${t.repeat(50)}\r\n`)
     const guids = bodies.map((m) => createHash("sha1").update(m, "latin1").digest("hex"))
     const literal = (i: number) => `%{default ${guids[i]} ${bodies[i]!.length}}\r\n${bodies[i]}`
@@ -107,6 +111,7 @@ describe("backupd command line", () => {
       mailbox("user.anne.later", "u2", 0) +
       "EXIT\r\n"
     const r = run(["-C", conf, "-X"], input)
+    expect(r.status).toBe(0)
     expect(r.stdout.split("\r\n").slice(1)).toEqual(["OK Success", "OK Success", "OK Success", "OK Finished", ""])
     const cyrBackup = path.resolve(__dirname, "../../bin/cyr_backup")
     const dump = (i: number) => spawnSync(process.execPath, [cyrBackup, "-C", conf, "-u", "anne", "dump", "message", guids[i]!], { encoding: "latin1" })
