@@ -8,10 +8,21 @@
  * files that no open backup reserved. The original appends those to every open backup
  * (docs/gaps.md G3, a privacy leak between users); we hold them, staged on disk, until an APPLY
  * MAILBOX shows which backup references them, and drop the unclaimed ones at session end.
+ *
+ * A claimed message is kept only as long as another backup may still want it without a new
+ * upload: sync_client uploads a message once per unit of work (one user after GET USER or GET
+ * META; a batch of mailboxes after GET MAILBOXES: one user's, shared ones, or both) and works
+ * out afresh in the next unit what the server lacks. So a message claimed by the backup of the
+ * user whose unit is running is dropped at once (only that user's mailboxes follow), and any
+ * other claimed message when the next unit begins, unless an open backup RESERVEd it and has
+ * not yet received it. The staging area then holds what one unit uploads, not what the whole
+ * session did. A later RESERVE of a dropped message is answered MISSING, and it is uploaded
+ * again.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
-import type { PlatformError } from "@effect/platform/Error"
+import { SystemError, type PlatformError } from "@effect/platform/Error"
 import { Effect, Exit, Option, Scope } from "effect"
+import * as nodeFs from "node:fs"
 import * as path from "node:path"
 import type { File } from "../protocol/dlist/value.js"
 import type { BackupWriter, UserBackupOpenError, UserBackupsShape } from "../store/index.js"
@@ -51,6 +62,19 @@ export interface BackupSet {
   /** Keeps an unclaimed uploaded message until a mailbox claims it (moves the staged file). */
   readonly holdPending: (file: File) => Effect.Effect<void, PlatformError>
   readonly pending: (guid: string) => File | undefined
+  /**
+   * The pending messages `guids` are now in the backup of `key` (committed): each is dropped at
+   * once when `key` is the user of the running unit, else when the next unit begins.
+   */
+  readonly claimed: (key: string, guids: Iterable<string>) => void
+  /**
+   * A unit of sync_client's work begins: `key` is the one backup it concerns (GET USER, GET META,
+   * GET MAILBOXES of one backup's mailboxes), undefined when it may concern several. Claimed
+   * messages of earlier units are dropped.
+   */
+  readonly beginUnit: (key: string | undefined) => void
+  /** How many pending messages are held, and how many of them are claimed (tests, telemetry). */
+  readonly pendingCount: () => { readonly held: number; readonly claimed: number }
 }
 
 /**
@@ -67,6 +91,10 @@ export const makeBackupSet = (
     const entries = new Map<string, Entry>()
     const order: Array<string> = []
     const pendingFiles = new Map<string, File>()
+    /** GUIDs of pending messages that some backup has stored already. */
+    const claimedGuids = new Set<string>()
+    let unitKey: string | undefined
+    let pendingDirMade = false
     const permit = yield* Effect.makeSemaphore(1)
 
     const closeEntry = (key: string) =>
@@ -77,6 +105,24 @@ export const makeBackupSet = (
         order.splice(order.indexOf(key), 1)
         return Scope.close(e.scope, Exit.void)
       })
+
+    /** Whether an open backup still waits for the upload of `guid` (RESERVEd, not yet stored). */
+    const reservedByOpen = (guid: string) => {
+      for (const e of entries.values()) if (e.backup.reserved.has(guid)) return true
+      return false
+    }
+    /** Forgets a pending message and removes its file (what cannot be removed goes at session end). */
+    const drop = (guid: string) => {
+      const f = pendingFiles.get(guid)
+      pendingFiles.delete(guid)
+      claimedGuids.delete(guid)
+      if (f === undefined) return
+      try {
+        nodeFs.unlinkSync(f.path)
+      } catch {
+        // removed with the session's staging directory
+      }
+    }
 
     const closeAll = Effect.suspend(() => Effect.forEach([...order], closeEntry, { discard: true }))
 
@@ -125,16 +171,37 @@ export const makeBackupSet = (
           })
         ),
       exclusive: (effect) => permit.withPermits(1)(effect),
+      // One rename(2) in the command's step, as the parser stages (fileSinks.ts): a thread-pool
+      // trip per message bought no overlap. An upload of a GUID already held is left where it
+      // is (removed with the command's staging).
       holdPending: (file) =>
-        Effect.suspend(() => {
-          if (pendingFiles.has(file.guid)) return Effect.void
-          const target = path.join(pendingDir, file.guid)
-          return fs.makeDirectory(pendingDir, { recursive: true }).pipe(
-            Effect.zipRight(fs.rename(file.path, target)),
-            Effect.tap(() => Effect.sync(() => void pendingFiles.set(file.guid, { ...file, path: target })))
-          )
+        Effect.try({
+          try: () => {
+            if (pendingFiles.has(file.guid)) return
+            const target = path.join(pendingDir, file.guid)
+            if (!pendingDirMade) {
+              nodeFs.mkdirSync(pendingDir, { recursive: true, mode: 0o755 })
+              pendingDirMade = true
+            }
+            nodeFs.renameSync(file.path, target)
+            pendingFiles.set(file.guid, { ...file, path: target })
+          },
+          catch: (e) =>
+            new SystemError({ reason: "Unknown", module: "FileSystem", method: "rename", pathOrDescriptor: file.path, description: (e as Error).message })
         }),
-      pending: (guid) => pendingFiles.get(guid)
+      pending: (guid) => pendingFiles.get(guid),
+      claimed: (key, guids) => {
+        for (const g of guids) {
+          if (!pendingFiles.has(g)) continue
+          if (key === unitKey && !reservedByOpen(g)) drop(g)
+          else claimedGuids.add(g)
+        }
+      },
+      beginUnit: (key) => {
+        unitKey = key
+        for (const g of [...claimedGuids]) if (!reservedByOpen(g)) drop(g)
+      },
+      pendingCount: () => ({ held: pendingFiles.size, claimed: claimedGuids.size })
     }
     return set
   })

@@ -89,6 +89,8 @@ const GET_CONTEXT: Record<GetCommand["_tag"], string> = {
 
 export const makeHandlers = (deps: HandlerDeps): CommandHandlers => {
   const { backups, naming, log } = deps
+  /** Staged files of the running command that went to the pending messages (not to remove). */
+  const moved = new Set<string>()
 
   const openFor = (key: string, create: boolean) => Effect.map(backups.open(key, create), Option.getOrUndefined)
 
@@ -97,19 +99,25 @@ export const makeHandlers = (deps: HandlerDeps): CommandHandlers => {
 
   const append = (b: OpenBackup, it: Item) => Effect.asVoid(b.writer.append(it))
 
-  /** Writes the waiting messages `b`'s new records reference, then forgets them. */
+  /**
+   * Writes the waiting messages `b`'s new records reference and `b` lacks; then every waiting
+   * message they reference is claimed (BackupSet: kept only while another backup may want it).
+   */
   const claimPending = (b: OpenBackup, guids: ReadonlyArray<string>) =>
     Effect.gen(function* () {
       const wanted: Array<File> = []
+      const referenced: Array<string> = []
       for (const g of new Set(guids)) {
         const f = backups.pending(g)
         if (f === undefined) continue
+        referenced.push(g)
         const have = yield* b.writer.reader.messageByGuid(g)
         if (Option.isNone(have)) wanted.push(f)
       }
-      if (wanted.length === 0) return
-      yield* append(b, item("MESSAGE", list(wanted)))
+      if (referenced.length === 0) return
+      if (wanted.length > 0) yield* append(b, item("MESSAGE", list(wanted)))
       for (const f of wanted) b.reserved.delete(f.guid)
+      backups.claimed(b.key, referenced)
     })
 
   // ---- APPLY ---------------------------------------------------------------------------------
@@ -197,7 +205,11 @@ export const makeHandlers = (deps: HandlerDeps): CommandHandlers => {
       }
     }
     // the rest wait, moved out of the command's staging (so afterCommand leaves them alone)
-    for (const f of cmd.files) if (!taken.has(f.guid)) yield* backups.holdPending(f)
+    for (const f of cmd.files) {
+      if (taken.has(f.guid)) continue
+      yield* backups.holdPending(f)
+      moved.add(f.path)
+    }
   })
 
   const runApply = (cmd: ApplyCommand, emit: Emit): Run => {
@@ -228,6 +240,7 @@ export const makeHandlers = (deps: HandlerDeps): CommandHandlers => {
       const key = canonicalUserid(cmd.userid, naming)
       // A new user's sync begins: the users before it are done (see BackupSet.closeFinished).
       yield* backups.closeFinished(key)
+      backups.beginUnit(key)
       const b = yield* openFor(key, false)
       if (b === undefined) return
       const r = b.writer.reader
@@ -248,6 +261,9 @@ export const makeHandlers = (deps: HandlerDeps): CommandHandlers => {
     const owners = new Set(cmd.names.filter((n): n is string => n !== null).map((n) => useridOfMboxname(n, naming)))
     owners.delete(undefined)
     if (owners.size > 1) return yield* refuse("bad-parameters", "MAILBOXES of more than one user")
+    // one user's mailboxes (sync_client -m, or a rolling batch of one user's): that user's unit
+    const keys = new Set(cmd.names.filter((n): n is string => n !== null).map((n) => backupKeyOfMboxname(n, naming)))
+    backups.beginUnit(keys.size === 1 ? [...keys][0] : undefined)
     for (const name of cmd.names) {
       if (name === null) return yield* refuse("bad-parameters", "NIL mailbox name")
       const b = yield* openFor(backupKeyOfMboxname(name, naming), false)
@@ -286,19 +302,21 @@ export const makeHandlers = (deps: HandlerDeps): CommandHandlers => {
     closeAll: backups.exclusive(backups.closeAll),
     closeIdle: backups.closeIdle(deps.idleCloseMs),
     afterCommand: (staged) =>
-      staged.length === 0
+      staged.length === 0 && moved.size === 0
         ? Effect.void
         : Effect.sync(() => {
             // One unlink(2) each, in one step (a thread-pool trip and rm's lstat per file cost
-            // more than the unlink). A leftover staged file (one moved to the pending
-            // messages is gone from here) is removed with the session's staging directory.
+            // more than the unlink); none for a file moved to the pending messages. A leftover
+            // staged file is removed with the session's staging directory.
             for (const f of staged) {
+              if (moved.has(f.path)) continue
               try {
                 fs.unlinkSync(f.path)
               } catch {
-                // already moved or removed
+                // already removed
               }
             }
+            moved.clear()
           })
   }
 }
