@@ -138,10 +138,6 @@ const indexMailbox = (sql: Sql, d: Dlist, ctx: LineContext) =>
       if (uid === undefined || modseq === undefined || lastUpdated === undefined || internaldate === undefined || guid === undefined) {
         return yield* reject("MAILBOX", "internal", `record of ${mboxname} lacks UID, MODSEQ, LAST_UPDATED, INTERNALDATE or GUID`)
       }
-      const msgRows = yield* query<{ id: bigint }>(sql, "SELECT id FROM message WHERE guid = ?;", [guid])
-      const messageId = intColumn(msgRows[0]?.id)
-      // Cyrus skips records whose message it does not hold (gaps G10).
-      if (messageId === null) continue
       const flags = getList(rec, "FLAGS")
       let expunged: number | null = null
       let flagsText = ""
@@ -152,12 +148,17 @@ const indexMailbox = (sql: Sql, d: Dlist, ctx: LineContext) =>
       }
       const recAnnots = getList(rec, "ANNOTATIONS")
       const annotText = recAnnots === undefined ? "" : printValueText(recAnnots)
-      yield* upsert(
+      // One statement per record: the message's id looked up, the row inserted or updated (an
+      // expunge time once set is kept). A record whose message the backup does not hold selects
+      // nothing and is skipped, as Cyrus skips it (gaps G10).
+      yield* run(
         sql,
-        `UPDATE mailbox_message SET last_chunk_id = ?, uid = ?, modseq = ?, last_updated = ?, flags = ${T}, internaldate = ?, annotations = ${T}, expunged = COALESCE((SELECT expunged FROM mailbox_message WHERE mailbox_id = ? AND message_id = ?), ?) WHERE mailbox_id = ? AND message_id = ?;`,
-        [ctx.chunkId, uid, int64Param(modseq), lastUpdated, textParam(flagsText), internaldate, textParam(annotText), mailboxId, messageId, expunged, mailboxId, messageId],
-        `INSERT INTO mailbox_message (mailbox_id, message_id, last_chunk_id, uid, modseq, last_updated, flags, internaldate, annotations, expunged) VALUES (?, ?, ?, ?, ?, ?, ${T}, ?, ${T}, ?);`,
-        [mailboxId, messageId, ctx.chunkId, uid, int64Param(modseq), lastUpdated, textParam(flagsText), internaldate, textParam(annotText), expunged]
+        `INSERT INTO mailbox_message (mailbox_id, message_id, last_chunk_id, uid, modseq, last_updated, flags, internaldate, annotations, expunged) ` +
+          `SELECT ?, m.id, ?, ?, ?, ?, ${T}, ?, ${T}, ? FROM message AS m WHERE m.guid = ? ` +
+          `ON CONFLICT (mailbox_id, message_id) DO UPDATE SET last_chunk_id = excluded.last_chunk_id, uid = excluded.uid, modseq = excluded.modseq, ` +
+          `last_updated = excluded.last_updated, flags = excluded.flags, internaldate = excluded.internaldate, annotations = excluded.annotations, ` +
+          `expunged = COALESCE(mailbox_message.expunged, excluded.expunged);`,
+        [mailboxId, ctx.chunkId, uid, int64Param(modseq), lastUpdated, textParam(flagsText), internaldate, textParam(annotText), expunged, guid]
       )
     }
   })
@@ -174,12 +175,14 @@ const indexMessage = (sql: Sql, d: Dlist, ctx: LineContext) =>
     (f) => {
       if (f._tag !== "File") return Effect.void
       const guid = f.guid.toLowerCase()
-      return upsert(
-        sql,
-        `UPDATE message SET guid = ?, partition = ${T}, chunk_id = ?, offset = ?, size = ? WHERE guid = ?;`,
-        [guid, textParam(f.partition), ctx.chunkId, ctx.offset, f.size, guid],
-        `INSERT INTO message (guid, partition, chunk_id, offset, size) VALUES (?, ${T}, ?, ?, ?);`,
-        [guid, textParam(f.partition), ctx.chunkId, ctx.offset, f.size]
+      // one statement; a message stored again points to its latest copy
+      return Effect.asVoid(
+        run(
+          sql,
+          `INSERT INTO message (guid, partition, chunk_id, offset, size) VALUES (?, ${T}, ?, ?, ?) ` +
+            `ON CONFLICT (guid) DO UPDATE SET partition = excluded.partition, chunk_id = excluded.chunk_id, offset = excluded.offset, size = excluded.size;`,
+          [guid, textParam(f.partition), ctx.chunkId, ctx.offset, f.size]
+        )
       )
     },
     { discard: true }
